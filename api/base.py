@@ -1,0 +1,244 @@
+"""Provider-neutral vocabulary shared by every e-signature client.
+
+The Odoo models speak only these types; a provider client translates them to and from its own API.
+Keeping this layer free of Odoo lets each client be tested against its fake server without a
+database, the way ``payment`` keeps provider specifics out of ``payment.transaction``.
+"""
+import dataclasses
+import datetime
+import hashlib
+from typing import Mapping, Optional, Sequence
+
+# Our states. Providers map theirs onto these in one table per client.
+REQUEST_STATES = ("draft", "sent", "signed", "refused", "cancelled", "expired", "error")
+REQUEST_FINAL_STATES = frozenset({"signed", "refused", "cancelled", "expired"})
+SIGNER_STATES = ("waiting", "pending", "signed", "refused")
+SIGNER_FINAL_STATES = frozenset({"signed", "refused"})
+
+SIGNER_ROLES = ("client", "company")
+SIGNER_ACTIONS = ("sign", "approve", "view")
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """A file going to or coming from a provider."""
+
+    filename: str
+    content: bytes
+    mimetype: str = "application/pdf"
+
+
+@dataclasses.dataclass(frozen=True)
+class Organisation:
+    """The company a signer acts for (central mode: our company, with its tax id)."""
+
+    name: str
+    tax_id: str = ""
+    country_code: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Signer:
+    """One person who must act on the envelope.
+
+    ``key`` is our stable identifier of the signer (it survives round trips where the provider lets us
+    attach metadata); ``sequence`` orders signing: lower signs first, equal values may sign in parallel.
+    """
+
+    key: str
+    name: str
+    email: str
+    role: str = "client"
+    sequence: int = 1
+    action: str = "sign"
+    first_name: str = ""
+    last_name: str = ""
+    phone: str = ""
+    organisation: Optional[Organisation] = None
+    representation_basis: str = ""
+    provider_user_id: str = ""
+
+    def split_name(self):
+        """First and last name, from the explicit fields or split from ``name``."""
+        if self.first_name or self.last_name:
+            return self.first_name, self.last_name
+        first, _sep, last = (self.name or "").strip().partition(" ")
+        return first, last.strip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """Everything a provider needs to start one signing: one document, ordered signers."""
+
+    reference: str
+    title: str
+    document: Document
+    signers: Sequence[Signer]
+    message: str = ""
+    language: str = "en"
+    callback_url: str = ""
+    expires_at: Optional[datetime.datetime] = None
+
+    def ordered_signers(self):
+        return sorted(self.signers, key=lambda s: (s.sequence, s.role != "client"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SignerStatus:
+    """A provider's view of one signer. ``key``, ``provider_ref`` or ``email`` identify it."""
+
+    state: str
+    key: str = ""
+    provider_ref: str = ""
+    email: str = ""
+    changed_at: Optional[datetime.datetime] = None
+    reason: str = ""
+    signing_url: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvelopeStatus:
+    """A provider's view of one envelope, already mapped onto our states."""
+
+    provider_ref: str
+    state: str
+    signers: Sequence[SignerStatus] = ()
+    provider_state: str = ""
+    reason: str = ""
+    raw: Optional[Mapping] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SendResult:
+    """What a successful send returns: the provider's reference and what it knows of the signers."""
+
+    provider_ref: str
+    signers: Sequence[SignerStatus] = ()
+    raw: Optional[Mapping] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """One event a provider pushed to us, verified and parsed, not yet applied.
+
+    ``dedup_key`` is unique per provider for one event: the provider's event id where it has one,
+    otherwise a digest of the raw body. ``status`` is set when the event alone says where the
+    envelope stands; when it is ``None`` the core reads the status from the provider instead.
+    ``hints`` carries what must be used at once (e.g. a download link that expires).
+    """
+
+    dedup_key: str
+    event_type: str
+    provider_ref: str = ""
+    occurred_at: Optional[datetime.datetime] = None
+    status: Optional[EnvelopeStatus] = None
+    payload: Optional[Mapping] = None
+    hints: Optional[Mapping] = None
+
+
+def body_digest(body: bytes) -> str:
+    """Stable de-duplication key for an event that carries no id of its own."""
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class ProviderError(Exception):
+    """A provider call failed. ``kind`` says why, so the Odoo layer can word it for the user.
+
+    kinds: ``config`` (our settings are incomplete), ``auth`` (credentials refused), ``rejected``
+    (4xx: the provider refused our data), ``not_found``, ``conflict`` (not possible in the current
+    state), ``rate_limited`` (429), ``unavailable`` (5xx or connection refused), ``timeout``,
+    ``protocol`` (an answer we cannot understand). ``detail`` is the provider's own message.
+    """
+
+    KINDS = ("config", "auth", "rejected", "not_found", "conflict", "rate_limited", "unavailable",
+             "timeout", "protocol")
+
+    def __init__(self, kind, detail="", status_code=None, provider="", retry_after=None, body=None):
+        assert kind in self.KINDS, kind
+        self.kind = kind
+        self.detail = detail or ""
+        self.status_code = status_code
+        self.provider = provider
+        self.retry_after = retry_after
+        self.body = body
+        super().__init__(self.__str__())
+
+    @property
+    def transient(self):
+        """True when trying the same call later may succeed."""
+        return self.kind in ("rate_limited", "unavailable", "timeout")
+
+    def __str__(self):
+        code = f" (HTTP {self.status_code})" if self.status_code else ""
+        return f"{self.provider or 'provider'} {self.kind}{code}: {self.detail}".strip()
+
+
+class WebhookError(Exception):
+    """A pushed notification cannot be accepted. The controller answers ``http_status``."""
+
+    http_status = 400
+
+
+class WebhookAuthError(WebhookError):
+    """The notification is not proven to come from the provider (bad or missing signature)."""
+
+    http_status = 403
+
+
+class WebhookMalformed(WebhookError):
+    """The notification is authentic (or unauthenticated by design) but cannot be parsed."""
+
+    http_status = 400
+
+
+# --- the client interface -------------------------------------------------------------------------
+
+
+class ProviderClient:
+    """What every provider client offers. Clients raise :class:`ProviderError` and nothing else.
+
+    One instance acts for one account: in individual mode the sender's, in central mode the
+    company representative's. Instances are cheap; anything worth caching (tokens) is cached by the
+    client at module level, keyed by account.
+    """
+
+    code = ""
+
+    def send(self, envelope: Envelope) -> SendResult:
+        """Create the envelope at the provider and start it; return its reference."""
+        raise NotImplementedError
+
+    def get_status(self, provider_ref: str) -> EnvelopeStatus:
+        """Read where the envelope stands, mapped onto our states."""
+        raise NotImplementedError
+
+    def download_signed(self, provider_ref: str, hints: Optional[Mapping] = None) -> Document:
+        """The signed document, once the envelope is signed."""
+        raise NotImplementedError
+
+    def download_evidence(self, provider_ref: str, hints: Optional[Mapping] = None) -> Optional[Document]:
+        """The provider's audit trail / evidence file, or ``None`` if it has none."""
+        return None
+
+    def cancel(self, provider_ref: str, reason: str = "") -> None:
+        """Withdraw the envelope so nobody can sign it any more."""
+        raise ProviderError("conflict", "this provider cannot cancel a sent document", provider=self.code)
+
+    def remind(self, provider_ref: str) -> None:
+        """Ask the provider to remind the signer whose turn it is."""
+        raise ProviderError("conflict", "this provider cannot send reminders", provider=self.code)
+
+    def verify_webhook(self, headers: Mapping[str, str], body: bytes, query: Mapping[str, str]) -> None:
+        """Raise :class:`WebhookAuthError` unless the raw request is proven to come from the provider.
+
+        ``headers`` keys are lower-case. Runs before anything is parsed or stored.
+        """
+        raise WebhookAuthError("this provider does not accept notifications")
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes,
+                      query: Mapping[str, str]) -> Sequence[Notification]:
+        """Turn a verified raw request into notifications; raise :class:`WebhookMalformed` if it can't."""
+        raise WebhookMalformed("this provider does not accept notifications")
