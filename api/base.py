@@ -242,3 +242,41 @@ class ProviderClient:
                       query: Mapping[str, str]) -> Sequence[Notification]:
         """Turn a verified raw request into notifications; raise :class:`WebhookMalformed` if it can't."""
         raise WebhookMalformed("this provider does not accept notifications")
+
+
+# --- (de)serialisation, so stored events can be processed again later ----------------------------
+
+
+def _dt_to_str(value):
+    return value.isoformat() if isinstance(value, datetime.datetime) else value
+
+
+def _dt_from_str(value):
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value)
+
+
+def status_to_dict(status: EnvelopeStatus) -> dict:
+    return {
+        "provider_ref": status.provider_ref,
+        "state": status.state,
+        "provider_state": status.provider_state,
+        "reason": status.reason,
+        "signers": [
+            {**dataclasses.asdict(s), "changed_at": _dt_to_str(s.changed_at)} for s in status.signers
+        ],
+    }
+
+
+def status_from_dict(data: Mapping) -> EnvelopeStatus:
+    return EnvelopeStatus(
+        provider_ref=data.get("provider_ref", ""),
+        state=data["state"],
+        provider_state=data.get("provider_state", ""),
+        reason=data.get("reason", ""),
+        signers=tuple(
+            SignerStatus(**{**s, "changed_at": _dt_from_str(s.get("changed_at"))})
+            for s in data.get("signers", ())
+        ),
+    )
