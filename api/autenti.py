@@ -26,7 +26,7 @@ import urllib.parse
 import uuid
 
 import jwt
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
@@ -133,6 +133,7 @@ UNKNOWN_PARTY_STATE = "waiting"
 _LOCK = threading.Lock()
 _TOKENS = {}  # (base_url, client_id, email) -> (access_token, expires_at)
 _JWKS = {}  # jwks_url -> {"keys": {kid: public_key}, "fetched_at": t, "forced_at": t}
+_KEYS = {}  # private key PEM -> loaded key
 
 
 def clear_caches():
@@ -267,8 +268,8 @@ class AutentiClient(ProviderClient):
         if missing:
             raise self._error("config", "Autenti settings incomplete, missing: " + ", ".join(missing))
         try:
-            rsa_keys.load_private_key(self.private_key_pem)
-        except (ValueError, TypeError) as exc:
+            self._signing_key()
+        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
             raise self._error("config", f"the Autenti private key cannot be used: {exc}") from exc
 
     def build_assertion(self, now=None):
@@ -289,7 +290,17 @@ class AutentiClient(ProviderClient):
         headers = {"typ": "JWT"}
         if self.kid:  # leave it out only when the registered key has none (NOTES §2a)
             headers["kid"] = self.kid
-        return jwt.encode(claims, self.private_key_pem, algorithm="RS256", headers=headers)
+        return jwt.encode(claims, self._signing_key(), algorithm="RS256", headers=headers)
+
+    def _signing_key(self):
+        """The loaded private key; loading a PEM validates the RSA key, which is slow, so once."""
+        with _LOCK:
+            key = _KEYS.get(self.private_key_pem)
+        if key is None:
+            key = rsa_keys.load_private_key(self.private_key_pem)
+            with _LOCK:
+                _KEYS[self.private_key_pem] = key
+        return key
 
     def _cache_key(self):
         return (self.base_url, self.client_id, self.acting_email.lower())

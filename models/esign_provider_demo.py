@@ -62,6 +62,8 @@ class DemoClient(ProviderClient):
         envelope = self._envelope(provider_ref)
         if envelope.state != "signed":
             raise ProviderError("conflict", "not signed yet", status_code=409, provider="Demo")
+        if not envelope.document:
+            raise ProviderError("unavailable", "the signed file is not ready", status_code=503, provider="Demo")
         name = (envelope.filename or "document.pdf").rsplit(".", 1)[0]
         return Document(filename=f"{name} (signed).pdf", content=envelope._signed_pdf())
 

@@ -9,13 +9,13 @@ import base64
 import json
 import logging
 import secrets
+import threading
 import uuid
 
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
-from odoo.modules.module import current_test
 
 from ..api.base import (REQUEST_FINAL_STATES, Document, Envelope, EnvelopeStatus, Organisation,
                         ProviderError, Signer)
@@ -318,7 +318,6 @@ class EsignRequest(models.Model):
             self.agreement_id.sudo().message_post(
                 body=_("Signed document and audit trail from %s.", self.provider_id.name),
                 attachment_ids=attachments.ids, subtype_xmlid="mail.mt_note")
-            self.agreement_id.sudo().message_main_attachment_id = vals.get("signed_document_id")
         return True
 
     def _esign_attach(self, document):
@@ -412,6 +411,6 @@ class EsignRequest(models.Model):
                     request._esign_refresh()
             except Exception:  # one broken request must not stop the batch
                 _logger.exception("E-signature refresh of %s failed", request.name)
-            if not current_test:
-                self.env.cr.commit()
+            if not getattr(threading.current_thread(), "testing", False):
+                self.env.cr.commit()  # keep each request's progress, like any batch cron
         return len(requests)

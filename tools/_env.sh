@@ -57,7 +57,8 @@ esign_pg_start() {
 
 esign_odoo_config() {
   # Writes an Odoo configuration file for this checkout and echoes its path.
-  local conf="$ESIGN_STATE_DIR/odoo.conf" db=$1 port=${2:-8069}
+  local db=$1
+  local conf="$ESIGN_STATE_DIR/odoo-$db.conf" port=${2:-8069}
   cat > "$conf" <<CONF
 [options]
 addons_path = $(esign_addons_path)

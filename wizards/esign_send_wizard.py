@@ -48,9 +48,9 @@ class EsignSendWizard(models.TransientModel):
         pdf = self.env["ir.attachment"].search([
             ("res_model", "=", "agreement"), ("res_id", "=", agreement.id),
             ("mimetype", "=", "application/pdf")], order="id desc", limit=1)
-        if pdf:
-            values.setdefault("attachment_id", pdf.id)
-            values.setdefault("document_source", "attachment")
+        if pdf and not self.env.context.get("default_document_source"):
+            values["attachment_id"] = pdf.id
+            values["document_source"] = "attachment"
         if "signer_ids" in fields_list:
             values["signer_ids"] = [fields.Command.create(v) for v in self._signer_defaults(agreement, provider)]
         return values
@@ -118,7 +118,8 @@ class EsignSendWizard(models.TransientModel):
             return self.attachment_id
         report = self.env.ref(REPORT_XMLID).sudo()
         pdf, _type = report._render_qweb_pdf(REPORT_XMLID, [self.agreement_id.id])
-        return self.env["ir.attachment"].create({
+        # sudo: attaching to a contract needs write access on it, which salespeople do not have.
+        return self.env["ir.attachment"].sudo().create({
             "name": f"{self.agreement_id.code or self.agreement_id.name}.pdf".replace("/", "-"),
             "raw": pdf,
             "mimetype": "application/pdf",

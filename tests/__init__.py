@@ -1,0 +1,5 @@
+# Odoo's own test runner collects the modules imported here; pytest-odoo collects the files.
+from . import test_esign_demo_flow
+from . import test_esign_webhook
+from . import test_esign_security
+from . import test_esign_http

@@ -1,0 +1,120 @@
+# License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl).
+"""Shared set-up of the Odoo suite: a company, users of each group, contracts, the Demo provider."""
+import io
+import json
+
+from reportlab.pdfgen import canvas
+
+from odoo import Command
+from odoo.tests.common import TransactionCase, new_test_user
+
+from ..api import demo as demo_wire
+
+
+def make_pdf(text="Contract"):
+    """A small real PDF (the Demo provider stamps it, so it must parse)."""
+    buffer = io.BytesIO()
+    can = canvas.Canvas(buffer)
+    can.drawString(72, 720, text)
+    can.save()
+    return buffer.getvalue()
+
+
+class EsignCommon(TransactionCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env = cls.env(context=dict(cls.env.context, tracking_disable=False, mail_create_nolog=True))
+        cls.company = cls.env.company
+        cls.company.write({"name": "Acme Sp. z o.o.", "vat": "PL1234567890"})
+        cls.salesman = new_test_user(cls.env, "esign_sales", groups="base.group_user,esign_connector.group_esign_user",
+                                     name="Sam Seller", email="sam@acme.example.com")
+        cls.manager = new_test_user(cls.env, "esign_manager",
+                                    groups="base.group_user,esign_connector.group_esign_manager",
+                                    name="Mia Manager", email="mia@acme.example.com")
+        cls.ceo = new_test_user(cls.env, "esign_ceo", groups="base.group_user", name="Celina Boss",
+                                email="ceo@acme.example.com")
+        cls.provider = cls.env.ref("esign_connector.esign_provider_demo")
+        cls.provider.write({
+            "state": "test",
+            "account_mode": "central",
+            "representative_user_id": cls.ceo.id,
+            "representative_first_name": "Celina",
+            "representative_last_name": "Boss",
+            "representative_email": "ceo@acme.example.com",
+            "representative_basis": "CEO, entry in the commercial register",
+            "webhook_secret": "test-secret-for-demo",
+        })
+        cls.company.esign_provider_id = cls.provider
+        cls.env["esign.user.account"].create({
+            "provider_id": cls.provider.id, "user_id": cls.salesman.id,
+            "login": "sam@acme.example.com", "first_name": "Sam", "last_name": "Seller",
+        })
+        cls.type_esign = cls.env["agreement.type"].create({"name": "Sales contract"})
+        cls.type_paper = cls.env["agreement.type"].create({"name": "Paper only", "esign_disabled": True})
+        cls.client_partner = cls.env["res.partner"].create({
+            "name": "Anna Kowalska", "email": "anna@client.example.com"})
+        cls.agreement = cls._make_agreement("C-001", cls.client_partner)
+
+    @classmethod
+    def _make_agreement(cls, code, partner, agreement_type=None, company=None):
+        agreement = cls.env["agreement"].create({
+            "code": code, "name": f"Contract {code}", "partner_id": partner.id,
+            "agreement_type_id": (agreement_type or cls.type_esign).id,
+            "company_id": (company or cls.company).id,
+        })
+        cls.env["ir.attachment"].create({
+            "name": f"{code}.pdf", "raw": make_pdf(f"Contract {code}"), "mimetype": "application/pdf",
+            "res_model": "agreement", "res_id": agreement.id,
+        })
+        return agreement
+
+    # ------------------------------------------------------------------ helpers
+
+    def open_wizard(self, agreement=None, user=None):
+        agreement = agreement or self.agreement
+        env = self.env(user=user or self.salesman)
+        action = agreement.with_env(env).action_esign_send()
+        return env["esign.send.wizard"].with_context(action["context"]).create({})
+
+    def send(self, agreement=None, user=None):
+        agreement = agreement or self.agreement
+        wizard = self.open_wizard(agreement, user)
+        result = wizard.action_send()
+        request = agreement.esign_request_ids.sorted("id")[-1:]
+        return request, result
+
+    def signer(self, request, role):
+        return request.signer_ids.filtered(lambda s: s.role == role)
+
+    def demo_envelope(self, request):
+        return self.env["esign.demo.envelope"].search([("reference", "=", request.provider_ref)])
+
+    def demo_signer(self, request, role):
+        key = self.signer(request, role)._esign_key()
+        return self.demo_envelope(request).signer_ids.filtered(lambda s: s.key == key)
+
+    def demo_act(self, request, role, decision="signed", reason="", deliver=True):
+        """A signer acts on the Demo page; the notification goes through the webhook handler."""
+        demo_signer = self.demo_signer(request, role)
+        body = demo_signer.envelope_id._act(demo_signer, decision, reason)
+        if deliver:
+            return demo_signer._notify(body), body
+        return None, body
+
+    def deliver(self, body, secret=None, headers=None):
+        secret = self.provider.webhook_secret if secret is None else secret
+        if headers is None:
+            headers = {demo_wire.SIGNATURE_HEADER: demo_wire.sign(secret, body)}
+        return self.env["esign.request.event"].sudo()._esign_receive_webhook("demo", headers, body, {})
+
+    def demo_body(self, request, event_type, envelope_state, signer_states, event_id=None):
+        payload = {
+            "id": event_id or f"evt-{event_type}-{envelope_state}",
+            "type": event_type, "envelope": request.provider_ref, "envelope_state": envelope_state,
+            "occurred_at": "2026-11-23T10:00:00",
+            "signers": [{"key": self.signer(request, role)._esign_key(), "email": self.signer(request, role).email,
+                         "state": state} for role, state in signer_states.items()],
+        }
+        return json.dumps(payload).encode()
