@@ -78,7 +78,7 @@ class EsignRequest(models.Model):
     sent_at = fields.Datetime(readonly=True, copy=False)
     completed_at = fields.Datetime(readonly=True, copy=False)
     last_checked_at = fields.Datetime(readonly=True, copy=False)
-    callback_token = fields.Char(readonly=True, copy=False, groups="base.group_system",
+    callback_token = fields.Char(readonly=True, copy=False, groups="base.group_system", index=True,
                                  default=lambda self: secrets.token_urlsafe(32),
                                  help="Secret part of this request's notification URL, for providers "
                                       "whose notifications are not signed.")

@@ -156,6 +156,10 @@ class EsignRequestEvent(models.Model):
                     result = event._esign_apply(request)
             except ProviderError as error:
                 event._esign_fail(request.provider_id._esign_error_message(error))
+            except psycopg2.OperationalError:
+                # A concurrent notification changed this request first: let the whole delivery be
+                # retried (Odoo's HTTP layer does) on a fresh snapshot instead of storing a failure.
+                raise
             except Exception as error:  # keep the raw event; the cron retries
                 _logger.exception("E-signature event %s could not be applied", event.id)
                 event._esign_fail(str(error))

@@ -3,3 +3,4 @@ from . import test_esign_demo_flow
 from . import test_esign_webhook
 from . import test_esign_security
 from . import test_esign_http
+from . import test_esign_concurrency
