@@ -4,3 +4,8 @@ from . import test_esign_webhook
 from . import test_esign_security
 from . import test_esign_http
 from . import test_esign_concurrency
+from . import test_autenti_flow
+from . import test_docusign_flow
+from . import test_yousign_flow
+from . import test_signi_flow
+from . import test_sellandsign_flow
