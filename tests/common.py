@@ -70,6 +70,14 @@ class EsignCommon(TransactionCase):
         })
         return agreement
 
+    @classmethod
+    def _request_handler(cls, s, r, /, **kw):
+        # Odoo's test guard compares the timeout with a number; our clients pass (connect, read).
+        timeout = kw.get("timeout")
+        if isinstance(timeout, tuple):
+            kw["timeout"] = max((t for t in timeout if t), default=None)
+        return super()._request_handler(s, r, **kw)
+
     # ------------------------------------------------------------------ helpers
 
     def open_wizard(self, agreement=None, user=None):

@@ -6,6 +6,7 @@ transaction (``fake.callback_sink``).
 """
 import os
 import sys
+import types
 import urllib.parse
 
 from odoo.exceptions import UserError
@@ -13,20 +14,21 @@ from odoo.tests import tagged
 
 from ..api import docusign as docusign_api
 from ..api import keys as rsa_keys
-from . import fakes as _fakes  # noqa: F401  (loads the package the alias below needs)
 from .common import EsignCommon
-from .fakes import base as _fake_base
 
-# The fakes are plain Python shared with the unit suite, which imports them as ``esign_connector…``;
-# under Odoo the package is ``odoo.addons.esign_connector``. Alias the packages (never the models).
-for _suffix, _module in (("", "odoo.addons.esign_connector"), (".tests", "odoo.addons.esign_connector.tests"),
-                         (".tests.fakes", "odoo.addons.esign_connector.tests.fakes")):
-    sys.modules.setdefault("esign_connector" + _suffix, sys.modules[_module])
-sys.modules.setdefault("esign_connector.tests.fakes.base", _fake_base)
+_MODULE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+
+# The fakes are plain Python shared with the unit suite, which imports them as ``esign_connector…``
+# where ``esign_connector`` is a bare package (tests/unit/conftest.py). Register the same bare
+# packages, so that name never imports the add-on a second time outside ``odoo.addons``.
+for _name, _path in (("esign_connector", _MODULE_DIR), ("esign_connector.tests", os.path.join(_MODULE_DIR, "tests"))):
+    if _name not in sys.modules:
+        _bare = types.ModuleType(_name)
+        _bare.__path__ = [_path]
+        sys.modules[_name] = _bare
 
 from esign_connector.tests.fakes.docusign import FakeActionError, FakeDocuSign, spec_path_from  # noqa: E402
 
-_MODULE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 SPEC = spec_path_from(os.environ.get(
     "ESIGN_SHARED_PROVIDERS", os.path.join(os.path.dirname(_MODULE_DIR), "shared", "providers")))
 
@@ -76,14 +78,6 @@ class TestDocuSignFlow(EsignCommon):
             "provider_id": cls.ds.id, "user_id": cls.salesman.id, "login": SALES_EMAIL,
             "first_name": "Sam", "last_name": "Seller", "provider_user_id": SALES_ID,
         })
-
-    @classmethod
-    def _request_handler(cls, s, r, /, **kw):
-        # Odoo's test guard compares the timeout with a number; our clients pass (connect, read).
-        timeout = kw.get("timeout")
-        if isinstance(timeout, tuple):
-            kw["timeout"] = max(t for t in timeout if t is not None)
-        return super()._request_handler(s, r, **kw)
 
     def setUp(self):
         super().setUp()
