@@ -8,7 +8,8 @@ import os
 import sys
 import types
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# realpath: under the Odoo suite this file is reached through the esign_connector link.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
 SHARED_PROVIDERS = os.environ.get(
     "ESIGN_SHARED_PROVIDERS", os.path.join(os.path.dirname(ROOT), "shared", "providers")
 )
