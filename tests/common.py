@@ -2,10 +2,10 @@
 """Shared set-up of the Odoo suite: a company, users of each group, contracts, the Demo provider."""
 import io
 import json
+import urllib.parse
 
 from reportlab.pdfgen import canvas
 
-from odoo import Command
 from odoo.tests.common import TransactionCase, new_test_user
 
 from ..api import demo as demo_wire
@@ -18,6 +18,18 @@ def make_pdf(text="Contract"):
     can.drawString(72, 720, text)
     can.save()
     return buffer.getvalue()
+
+
+def with_query(url, **changes):
+    """``url`` with query parameters set (or removed, for ``None``): forged callback URLs in tests."""
+    parts = urllib.parse.urlsplit(url)
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    for key, value in changes.items():
+        if value is None:
+            query.pop(key, None)
+        else:
+            query[key] = value
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 class EsignCommon(TransactionCase):
@@ -110,6 +122,14 @@ class EsignCommon(TransactionCase):
         if deliver:
             return demo_signer._notify(body), body
         return None, body
+
+    def receive_callback(self, code, url, body, headers):
+        """A provider's callback to ``url`` enters our webhook handler as the controller passes it.
+
+        Used as a fake server's ``callback_sink``; returns the HTTP status we answer.
+        """
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        return self.env["esign.request.event"].sudo()._esign_receive_webhook(code, headers, body, query)[0]
 
     def deliver(self, body, secret=None, headers=None):
         secret = self.provider.webhook_secret if secret is None else secret

@@ -5,10 +5,6 @@ The fake's callbacks are JWS-signed with its own key set (served at ``fake.jwks_
 real webhook handler in the test's transaction.
 """
 import json
-import os
-import sys
-import types
-import urllib.parse
 
 from odoo.exceptions import UserError
 from odoo.tests import tagged
@@ -16,17 +12,7 @@ from odoo.tests import tagged
 from ..api import autenti as autenti_api
 from ..api import keys as rsa_keys
 from .common import EsignCommon
-
-# tests/fakes/autenti.py imports ``esign_connector.api.keys`` absolutely, written for the unit suite
-# where ``esign_connector`` is a bare package (tests/unit/conftest.py). Without it, that name would
-# import the add-on a second time outside ``odoo.addons``. Register the same bare package the unit
-# suite does; the fake then gets its own plain copy of ``api/keys.py`` (pure functions).
-if "esign_connector" not in sys.modules:
-    _bare = types.ModuleType("esign_connector")
-    _bare.__path__ = [os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
-    sys.modules["esign_connector"] = _bare
-
-from .fakes.autenti import FakeAutenti  # noqa: E402
+from .fakes.autenti import FakeAutenti
 
 CLIENT_ID = "odoo-test-app"
 SECRET = "autenti-test-secret"
@@ -87,8 +73,7 @@ class TestAutentiFlow(EsignCommon):
     # ------------------------------------------------------------------ helpers
 
     def _sink(self, url, body, headers):
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook("autenti", headers, body, query)[0]
+        return self.receive_callback("autenti", url, body, headers)
 
     def deliver(self):
         return self.fake.flush_callbacks()

@@ -5,9 +5,6 @@ Connect messages are HMAC-signed by the fake and enter our real webhook handler 
 transaction (``fake.callback_sink``).
 """
 import os
-import sys
-import types
-import urllib.parse
 
 from odoo.exceptions import UserError
 from odoo.tests import tagged
@@ -18,16 +15,7 @@ from .common import EsignCommon
 
 _MODULE_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
-# The fakes are plain Python shared with the unit suite, which imports them as ``esign_connector…``
-# where ``esign_connector`` is a bare package (tests/unit/conftest.py). Register the same bare
-# packages, so that name never imports the add-on a second time outside ``odoo.addons``.
-for _name, _path in (("esign_connector", _MODULE_DIR), ("esign_connector.tests", os.path.join(_MODULE_DIR, "tests"))):
-    if _name not in sys.modules:
-        _bare = types.ModuleType(_name)
-        _bare.__path__ = [_path]
-        sys.modules[_name] = _bare
-
-from esign_connector.tests.fakes.docusign import FakeActionError, FakeDocuSign, spec_path_from  # noqa: E402
+from .fakes.docusign import FakeActionError, FakeDocuSign, spec_path_from
 
 SPEC = spec_path_from(os.environ.get(
     "ESIGN_SHARED_PROVIDERS", os.path.join(os.path.dirname(_MODULE_DIR), "shared", "providers")))
@@ -95,8 +83,7 @@ class TestDocuSignFlow(EsignCommon):
     # ------------------------------------------------------------------ helpers
 
     def _sink(self, url, body, headers):
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook("docusign", headers, body, query)[0]
+        return self.receive_callback("docusign", url, body, headers)
 
     def flush(self):
         return self.fake.flush_callbacks()

@@ -6,12 +6,11 @@ in the URL; the core then reads the contract through the API. Individual mode se
 seat (token + vendor) and only changes the company's signer (see the model's docstring).
 """
 import json
-import urllib.parse
 
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
-from .common import EsignCommon
+from .common import EsignCommon, with_query
 from .fakes.sellandsign import FakeSellAndSign
 
 J_TOKEN = "sellandsign-ceo-seat-token"
@@ -20,16 +19,6 @@ CLIENT_EMAIL = "anna@client.example.com"
 CEO_EMAIL = "ceo@acme.example.com"
 SALES_EMAIL = "sam.sns@acme.example.com"
 
-
-def _with_query(url, **changes):
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    for key, value in changes.items():
-        if value is None:
-            query.pop(key, None)
-        else:
-            query[key] = value
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 @tagged("post_install", "-at_install")
@@ -73,9 +62,7 @@ class TestSellAndSignFlow(EsignCommon):
     # ------------------------------------------------------------------ helpers
 
     def _sink(self, url, body, headers):
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook(
-            "sellandsign", headers, body, query)[0]
+        return self.receive_callback("sellandsign", url, body, headers)
 
     def flush(self):
         statuses = self.fake.flush_callbacks()
@@ -151,8 +138,8 @@ class TestSellAndSignFlow(EsignCommon):
         events = self.env["esign.request.event"].sudo()
         before = events.search_count([])
         for url, body, headers in callbacks:
-            self.assertEqual(self._sink(_with_query(url, token="y" * 43), body, headers), 403)
-            self.assertEqual(self._sink(_with_query(url, token=None), body, headers), 403)
+            self.assertEqual(self._sink(with_query(url, token="y" * 43), body, headers), 403)
+            self.assertEqual(self._sink(with_query(url, token=None), body, headers), 403)
         self.assertEqual(request.state, "sent")
         self.assertEqual(self.signer(request, "client").state, "pending")
         self.assertEqual(events.search_count([]), before)
@@ -164,7 +151,7 @@ class TestSellAndSignFlow(EsignCommon):
         self.assertEqual(other.state, "sent", other.last_error)
         self.fake.sign(request.provider_ref, CLIENT_EMAIL)
         (url, body, headers), = self.take_callbacks()
-        stolen = _with_query(url, token=other.sudo().callback_token)
+        stolen = with_query(url, token=other.sudo().callback_token)
         self.assertEqual(self._sink(stolen, body, headers), 403)
         self.assertEqual(self.signer(request, "client").state, "pending")
         self.assertEqual(self.signer(other, "client").state, "pending")

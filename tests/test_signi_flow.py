@@ -9,7 +9,7 @@ import urllib.parse
 from odoo.exceptions import UserError
 from odoo.tests import tagged
 
-from .common import EsignCommon
+from .common import EsignCommon, with_query
 from .fakes.signi import FakeSigni
 
 API_KEY = "signi-demo-workspace-key"
@@ -19,16 +19,6 @@ CLIENT_EMAIL = "anna@client.example.com"
 CEO_EMAIL = "ceo@acme.example.com"
 SALES_EMAIL = "sam.signi@acme.example.com"
 
-
-def _with_query(url, **changes):
-    parts = urllib.parse.urlsplit(url)
-    query = dict(urllib.parse.parse_qsl(parts.query))
-    for key, value in changes.items():
-        if value is None:
-            query.pop(key, None)
-        else:
-            query[key] = value
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
 @tagged("post_install", "-at_install")
@@ -72,8 +62,7 @@ class TestSigniFlow(EsignCommon):
     # ------------------------------------------------------------------ helpers
 
     def _sink(self, url, body, headers):
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook("signi", headers, body, query)[0]
+        return self.receive_callback("signi", url, body, headers)
 
     def flush(self):
         statuses = self.fake.flush_callbacks()
@@ -156,10 +145,10 @@ class TestSigniFlow(EsignCommon):
         (url, body, headers), = self.take_callbacks()
         events = self.env["esign.request.event"].sudo()
         before = events.search_count([])
-        forged = _with_query(url, token="x" * 43)
+        forged = with_query(url, token="x" * 43)
         self.assertEqual(self._sink(forged, body, headers), 403)
-        self.assertEqual(self._sink(_with_query(url, token=None), body, headers), 403)
-        self.assertEqual(self._sink(_with_query(url, token="short"), body, headers), 403)
+        self.assertEqual(self._sink(with_query(url, token=None), body, headers), 403)
+        self.assertEqual(self._sink(with_query(url, token="short"), body, headers), 403)
         self.assertEqual(request.state, "sent")
         self.assertEqual(events.search_count([]), before)
         # The genuine one still works afterwards.
@@ -174,7 +163,7 @@ class TestSigniFlow(EsignCommon):
         self.fake.sign(request.provider_ref, CLIENT_EMAIL)
         self.fake.sign(request.provider_ref, CEO_EMAIL)
         (url, body, headers), = self.take_callbacks()
-        stolen = _with_query(url, token=other.sudo().callback_token)
+        stolen = with_query(url, token=other.sudo().callback_token)
         self.assertEqual(self._sink(stolen, body, headers), 403)
         self.assertEqual(request.state, "sent")
         self.assertEqual(other.state, "sent")

@@ -8,7 +8,6 @@ webhook handler in the test's transaction.
 """
 import json
 import os
-import urllib.parse
 
 from odoo.exceptions import UserError
 from odoo.tests import tagged
@@ -90,8 +89,7 @@ class TestYousignFlow(EsignCommon):
 
     def _sink(self, url, body, headers):
         self.sink_urls.append(url)
-        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook("yousign", headers, body, query)[0]
+        return self.receive_callback("yousign", url, body, headers)
 
     def flush(self):
         statuses = self.fake.flush_callbacks()
@@ -172,7 +170,6 @@ class TestYousignFlow(EsignCommon):
         self.assertEqual(self.yousign._esign_build_client({}).base_url, yousign_api.SANDBOX_URL)
         self.yousign.state = "enabled"
         self.assertEqual(self.yousign._esign_build_client({}).base_url, yousign_api.PRODUCTION_URL)
-        self.assertTrue(self.yousign._esign_supports_individual_mode())
 
     def test_missing_settings_are_named(self):
         self.yousign.yousign_api_key = False

@@ -35,7 +35,7 @@ import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from esign_connector.api import keys as rsa_keys
+from ...api import keys as rsa_keys
 
 from .base import FakeProviderServer, json_response
 

@@ -36,7 +36,7 @@ import uuid
 
 import jwt
 
-from esign_connector.tests.fakes.base import FakeProviderServer, json_response
+from .base import FakeProviderServer, json_response
 
 _SPEC_CACHE = {}
 _SPEC_LOCK = threading.Lock()
