@@ -34,6 +34,7 @@ from . import keys as rsa_keys
 from .base import (Document, EnvelopeStatus, Notification, ProviderClient, ProviderError, SendResult,
                    SignerStatus, WebhookAuthError, WebhookMalformed)
 from .http import HttpTransport
+from .tokens import TokenCache
 
 _logger = logging.getLogger(__name__)
 
@@ -131,15 +132,14 @@ UNKNOWN_PARTY_STATE = "waiting"
 
 # Module-level caches (shared by all instances of this worker process).
 _LOCK = threading.Lock()
-_TOKENS = {}  # (base_url, client_id, email) -> (access_token, expires_at)
+_TOKENS = TokenCache(TOKEN_REFRESH_MARGIN)  # (base_url, client_id, email) -> token
 _JWKS = {}  # jwks_url -> {"keys": {kid: public_key}, "fetched_at": t, "forced_at": t}
-_KEYS = {}  # private key PEM -> loaded key
 
 
 def clear_caches():
     """Forget cached tokens and webhook keys (tests; after changing credentials)."""
+    _TOKENS.clear()
     with _LOCK:
-        _TOKENS.clear()
         _JWKS.clear()
 
 
@@ -294,13 +294,7 @@ class AutentiClient(ProviderClient):
 
     def _signing_key(self):
         """The loaded private key; loading a PEM validates the RSA key, which is slow, so once."""
-        with _LOCK:
-            key = _KEYS.get(self.private_key_pem)
-        if key is None:
-            key = rsa_keys.load_private_key(self.private_key_pem)
-            with _LOCK:
-                _KEYS[self.private_key_pem] = key
-        return key
+        return rsa_keys.load_private_key_cached(self.private_key_pem)
 
     def _cache_key(self):
         return (self.base_url, self.client_id, self.acting_email.lower())
@@ -309,11 +303,9 @@ class AutentiClient(ProviderClient):
         self._check_credentials()
         key = self._cache_key()
         now = time.time()
-        if not force:
-            with _LOCK:
-                cached = _TOKENS.get(key)
-            if cached and cached[1] - TOKEN_REFRESH_MARGIN > now:
-                return cached[0]
+        cached = None if force else _TOKENS.get(key, now)
+        if cached:
+            return cached
         fields = {
             "client_id": self.client_id,
             "client_secret": self.client_secret,
@@ -340,13 +332,11 @@ class AutentiClient(ProviderClient):
             expires_in = float(data.get("expires_in") or 0)
         except (TypeError, ValueError):
             expires_in = 0.0
-        with _LOCK:
-            _TOKENS[key] = (token, now + expires_in)
+        _TOKENS.put(key, token, now + expires_in)
         return token
 
     def _forget_token(self):
-        with _LOCK:
-            _TOKENS.pop(self._cache_key(), None)
+        _TOKENS.forget(self._cache_key())
 
     def _api(self, method, path, headers=None, **kwargs):
         """An authenticated call; a 401 gets one fresh token and one retry (NOTES §8)."""

@@ -37,6 +37,7 @@ from . import keys as rsa_keys
 from .base import (Document, EnvelopeStatus, Notification, ProviderClient, ProviderError, SendResult,
                    SignerStatus, WebhookAuthError, WebhookMalformed, body_digest)
 from .http import HttpTransport
+from .tokens import TokenCache
 
 _logger = logging.getLogger(__name__)
 
@@ -144,17 +145,16 @@ TOKEN_ERROR_HINTS = {
 
 # Module-level caches (shared by all instances in this worker process).
 _LOCK = threading.Lock()
-_TOKENS = {}  # (auth host, integration key, user id) -> (access_token, expires_at)
+_TOKENS = TokenCache(TOKEN_REFRESH_MARGIN)  # (auth host, integration key, user id) -> token
 _ACCOUNTS = {}  # (auth host, integration key, user id, wanted account id) -> (account_id, rest base)
-_KEYS = {}  # sha256 of the PEM -> loaded private key (loading checks the key and takes ~0.1 s)
 
 
 def clear_caches():
     """Forget cached tokens and accounts (tests; after changing credentials)."""
+    _TOKENS.clear()
+    rsa_keys.load_private_key_cached.cache_clear()
     with _LOCK:
-        _TOKENS.clear()
         _ACCOUNTS.clear()
-        _KEYS.clear()
 
 
 def auth_url_for(auth_host):
@@ -356,18 +356,10 @@ class DocuSignClient(ProviderClient):
         self._private_key()
 
     def _private_key(self):
-        pem = self.private_key_pem.encode() if isinstance(self.private_key_pem, str) else self.private_key_pem
-        digest = hashlib.sha256(pem).hexdigest()
-        with _LOCK:
-            key = _KEYS.get(digest)
-        if key is None:
-            try:
-                key = rsa_keys.load_private_key(self.private_key_pem)
-            except (ValueError, TypeError) as exc:
-                raise self._error("config", f"the DocuSign private key cannot be used: {exc}") from exc
-            with _LOCK:
-                _KEYS[digest] = key
-        return key
+        try:
+            return rsa_keys.load_private_key_cached(self.private_key_pem)
+        except (ValueError, TypeError) as exc:
+            raise self._error("config", f"the DocuSign private key cannot be used: {exc}") from exc
 
     def build_assertion(self, now=None):
         """The RS256 JWT-grant assertion (NOTES §2.2)."""
@@ -383,11 +375,9 @@ class DocuSignClient(ProviderClient):
         self._check_credentials()
         key = self._token_key()
         now = time.time()
-        if not force:
-            with _LOCK:
-                cached = _TOKENS.get(key)
-            if cached and cached[1] - TOKEN_REFRESH_MARGIN > now:
-                return cached[0]
+        cached = None if force else _TOKENS.get(key, now)
+        if cached:
+            return cached
         form = {"grant_type": JWT_BEARER_GRANT, "assertion": self.build_assertion(now)}
         try:
             # A token request changes nothing at DocuSign: safe to repeat after a timeout.
@@ -403,8 +393,7 @@ class DocuSignClient(ProviderClient):
             expires_in = float(data.get("expires_in") or ASSERTION_LIFETIME)
         except (TypeError, ValueError):
             expires_in = float(ASSERTION_LIFETIME)
-        with _LOCK:
-            _TOKENS[key] = (token, now + expires_in)
+        _TOKENS.put(key, token, now + expires_in)
         return token
 
     def _token_error(self, error):
@@ -425,8 +414,7 @@ class DocuSignClient(ProviderClient):
             status_code=error.status_code, body=error.body)
 
     def _forget_token(self):
-        with _LOCK:
-            _TOKENS.pop(self._token_key(), None)
+        _TOKENS.forget(self._token_key())
 
     def _resolve_account(self):
         """``(account_id, REST base)``: configured, or read from /oauth/userinfo (NOTES §2.4)."""

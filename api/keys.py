@@ -4,6 +4,7 @@ Autenti (JWT-bearer grant) and DocuSign (JWT grant) both want an RSA key whose p
 registers at the provider. We generate it here so the private key never leaves Odoo.
 """
 import base64
+import functools
 import hashlib
 import json
 
@@ -37,6 +38,12 @@ def load_private_key(pem):
     if key.key_size < MIN_KEY_BITS:
         raise ValueError(f"RSA keys shorter than {MIN_KEY_BITS} bits are refused")
     return key
+
+
+@functools.lru_cache(maxsize=16)
+def load_private_key_cached(pem):
+    """:func:`load_private_key`, once per PEM: loading validates the RSA key, which takes ~0.1 s."""
+    return load_private_key(pem)
 
 
 def public_jwk(private_pem, kid=None):

@@ -5,6 +5,7 @@ Everything provider-specific goes through the ``_esign_*`` hooks below; a connec
 ``code`` with ``selection_add`` and overrides the hooks for its code only (``if self.code != 'x':
 return super()...``), the way ``payment_stripe`` extends ``payment.provider``.
 """
+import hmac
 import json
 import logging
 import secrets
@@ -13,9 +14,11 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..api import keys as rsa_keys
-from ..api.base import ProviderError
+from ..api.base import WebhookAuthError, WebhookMalformed
 
 _logger = logging.getLogger(__name__)
+
+CALLBACK_TOKEN_PARAM = "token"
 
 
 class EsignProvider(models.Model):
@@ -198,8 +201,13 @@ class EsignProvider(models.Model):
 
     # ------------------------------------------------------------------ provider interface
 
-    def _esign_is_test(self):
-        return self.state == "test"
+    def _esign_api_base_url(self, sandbox_url, production_url):
+        """The provider's API root: the admin's override, else its sandbox (test) or production host."""
+        self.ensure_one()
+        override = self.sudo().api_base_url_override
+        if override:
+            return override.strip().rstrip("/")
+        return production_url if self.state == "enabled" else sandbox_url
 
     def _esign_build_client(self, account):
         """Return a :class:`~..api.base.ProviderClient` acting for ``account``. Overridden per code."""
@@ -216,10 +224,6 @@ class EsignProvider(models.Model):
                     or self.representative_user_id):
                 missing.append(_("Representative's name"))
         return missing
-
-    def _esign_supports_individual_mode(self):
-        """Whether the provider has per-user accounts (individual mode)."""
-        return True
 
     def _esign_check_ready(self, user):
         """Raise a :class:`UserError` saying exactly what prevents ``user`` from sending."""
@@ -292,17 +296,58 @@ class EsignProvider(models.Model):
         self.ensure_one()
         return self.sudo()._esign_build_client({})
 
+    def _esign_authenticates_by_callback_token(self):
+        """True for providers whose notifications are not signed (Signi, SELL&SIGN).
+
+        Their callback URL then carries the request's unguessable ``callback_token``, and a
+        notification is accepted only through :meth:`_esign_authenticate_callback_token`.
+        """
+        return False
+
     def _esign_webhook_authenticate(self, client, headers, body, query):
         """Raise :class:`~..api.base.WebhookAuthError` unless the notification is proven authentic.
 
-        The default trusts the client's verification (signatures, HMAC). Providers whose
-        notifications are not signed override this to check the per-request token in the URL.
+        The client verifies what the provider signs (signatures, HMAC); for unsigned providers it
+        only checks the token's form, and the token must then match a request.
         """
         client.verify_webhook(headers, body, query)
+        if self._esign_authenticates_by_callback_token():
+            self._esign_authenticate_callback_token(client, headers, body, query)
+
+    def _esign_authenticate_callback_token(self, client, headers, body, query):
+        """Accept an unsigned notification only for the request its URL's token belongs to.
+
+        The token must equal (constant time) the ``callback_token`` of a sent request of *this*
+        provider, and every notification in the body must be about that request's contract: a token
+        authorises only its own request, so a leaked one cannot move another contract. A body that
+        cannot be parsed is let through, so that the core stores it as rejected and answers 400 (it
+        is never applied). Returns the request (sudo).
+        """
+        token = query.get(CALLBACK_TOKEN_PARAM) if isinstance(query, dict) else None
+        if isinstance(token, (list, tuple)):
+            token = token[0] if token else None
+        token = token if isinstance(token, str) else ""
+        request = self.env["esign.request"].sudo().search(
+            [("provider_id", "=", self.id), ("callback_token", "=", token)], limit=1)
+        if not request or not hmac.compare_digest((request.callback_token or "").encode(), token.encode()):
+            raise WebhookAuthError(f"{self.name}: the notification's token matches no request")
+        if not request.provider_ref:
+            raise WebhookAuthError(f"{self.name}: notification for a request that was not sent")
+        try:
+            notifications = client.parse_webhook(headers, body, query)
+        except WebhookMalformed:
+            return request
+        if any(str(n.provider_ref or "") != request.provider_ref for n in notifications):
+            raise WebhookAuthError(f"{self.name}: the token of request {request.name} does not "
+                                   "authorise notifications about another contract")
+        return request
 
     def _esign_callback_url(self, request):
         """Where the provider must notify us about ``request``."""
-        return f"{self.get_base_url()}/esign/webhook/{self.code}"
+        url = f"{self.get_base_url()}/esign/webhook/{self.code}"
+        if self._esign_authenticates_by_callback_token():
+            url = f"{url}?{CALLBACK_TOKEN_PARAM}={request.sudo().callback_token}"
+        return url
 
     def _esign_error_message(self, error):
         """Word a :class:`ProviderError` for the user, in their language."""
@@ -326,12 +371,3 @@ class EsignProvider(models.Model):
         return messages.get(error.kind, messages["protocol"]) % {
             "provider": name, "code": code, "detail": detail}
 
-    @api.model
-    def _esign_providers_for_company(self, company):
-        return self.search([("company_id", "=", company.id), ("state", "!=", "disabled")])
-
-    def _esign_wrap_error(self, error):
-        """A :class:`UserError` for a :class:`ProviderError`."""
-        if isinstance(error, ProviderError):
-            return UserError(self._esign_error_message(error))
-        return error

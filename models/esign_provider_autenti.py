@@ -69,11 +69,7 @@ class EsignProviderAutenti(models.Model):
     # ------------------------------------------------------------------ provider interface
 
     def _autenti_base_url(self):
-        self.ensure_one()
-        provider = self.sudo()
-        if provider.api_base_url_override:
-            return provider.api_base_url_override.strip().rstrip("/")
-        return autenti_api.SANDBOX_URL if provider._esign_is_test() else autenti_api.PRODUCTION_URL
+        return self._esign_api_base_url(autenti_api.SANDBOX_URL, autenti_api.PRODUCTION_URL)
 
     def _esign_build_client(self, account):
         if self.code != "autenti":

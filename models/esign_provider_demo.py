@@ -11,7 +11,7 @@ import json
 from odoo import fields, models
 
 from ..api import demo as demo_wire
-from ..api.base import Document, EnvelopeStatus, ProviderClient, ProviderError, SendResult, SignerStatus
+from ..api.base import Document, ProviderClient, ProviderError, SendResult, SignerStatus
 
 
 class DemoClient(ProviderClient):

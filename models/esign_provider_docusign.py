@@ -100,11 +100,7 @@ class EsignProviderDocuSign(models.Model):
         its own host (www, na2, eu, …), which the client reads from /oauth/userinfo; forcing the
         spec's default host there would break accounts on other hosts.
         """
-        self.ensure_one()
-        provider = self.sudo()
-        if provider.api_base_url_override:
-            return provider.api_base_url_override.strip().rstrip("/")
-        return "" if provider.state == "enabled" else docusign_api.SANDBOX_URL
+        return self._esign_api_base_url(docusign_api.SANDBOX_URL, "")
 
     def _docusign_client_for_user(self, user_id):
         self.ensure_one()

@@ -16,14 +16,13 @@ the salesperson's e-mail in ``vendor`` under the central token would be refused 
 ("vendor is not the user of this token"). Giving each salesperson his own seat needs a core field
 for per-user secrets (admin-only) on ``esign.user.account``.
 
-Callbacks are unsigned; they are authenticated by the per-request token in the URL, exactly as for
-Signi (see :func:`.esign_provider_signi.authenticate_request_token`): the token must match a request
-of this provider and the notification must be about that request's contract, otherwise 403.
+Callbacks are unsigned; they are authenticated by the per-request token in the URL, as for Signi
+(the core's ``_esign_authenticate_callback_token``): the token must match a request of this provider
+and the notification must be about that request's contract, otherwise 403.
 """
 from odoo import fields, models
 
 from ..api import sellandsign as sellandsign_api
-from .esign_provider_signi import authenticate_request_token
 
 SIGNATURE_MODES = [
     ("3", "E-mail, then a one-time code by SMS (MAIL_OTP)"),
@@ -67,11 +66,7 @@ class EsignProviderSellAndSign(models.Model):
 
     def _sellandsign_base_url(self):
         """The override if set, else the beta cloud in Test Mode and production when Enabled."""
-        self.ensure_one()
-        provider = self.sudo()
-        if provider.api_base_url_override:
-            return provider.api_base_url_override.strip().rstrip("/")
-        return sellandsign_api.PRODUCTION_URL if provider.state == "enabled" else sellandsign_api.SANDBOX_URL
+        return self._esign_api_base_url(sellandsign_api.SANDBOX_URL, sellandsign_api.PRODUCTION_URL)
 
     def _esign_build_client(self, account):
         """The central seat's client, whatever ``account`` (see the module docstring)."""
@@ -102,17 +97,5 @@ class EsignProviderSellAndSign(models.Model):
             missing.append(self.env._("SELL&SIGN contract definition (a number)"))
         return missing
 
-    def _esign_supports_individual_mode(self):
-        if self.code != "sellandsign":
-            return super()._esign_supports_individual_mode()
-        return True  # with the central seat as sender, the salesperson signing for the company
-
-    def _esign_callback_url(self, request):
-        if self.code != "sellandsign":
-            return super()._esign_callback_url(request)
-        return f"{self.get_base_url()}/esign/webhook/sellandsign?token={request.sudo().callback_token}"
-
-    def _esign_webhook_authenticate(self, client, headers, body, query):
-        if self.code != "sellandsign":
-            return super()._esign_webhook_authenticate(client, headers, body, query)
-        authenticate_request_token(self, client, headers, body, query)
+    def _esign_authenticates_by_callback_token(self):
+        return self.code == "sellandsign" or super()._esign_authenticates_by_callback_token()

@@ -70,11 +70,7 @@ class EsignProviderYousign(models.Model):
 
     def _yousign_base_url(self):
         """The override if set, else the sandbox host in Test Mode and production when Enabled."""
-        self.ensure_one()
-        provider = self.sudo()
-        if provider.api_base_url_override:
-            return provider.api_base_url_override.strip().rstrip("/")
-        return yousign_api.PRODUCTION_URL if provider.state == "enabled" else yousign_api.SANDBOX_URL
+        return self._esign_api_base_url(yousign_api.SANDBOX_URL, yousign_api.PRODUCTION_URL)
 
     def _yousign_timezone(self, account):
         """The sending user's time zone (dates in Yousign's e-mails and audit trail)."""
@@ -110,12 +106,6 @@ class EsignProviderYousign(models.Model):
         if not provider.webhook_secret:
             missing.append(self.env._("Webhook secret (register the notification URL at Yousign)"))
         return missing
-
-    def _esign_supports_individual_mode(self):
-        if self.code != "yousign":
-            return super()._esign_supports_individual_mode()
-        # One API key for everyone: the salesperson is only the company signer, no login of theirs.
-        return True
 
     # ------------------------------------------------------------------ actions
 

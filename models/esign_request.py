@@ -5,7 +5,6 @@ States only move forward (``STATE_RANK``); final states never change. That one r
 duplicated, replayed and out-of-order notifications harmless, and lets callbacks and status reads
 (refresh button, cron) go through the same :meth:`_esign_apply_status`.
 """
-import base64
 import json
 import logging
 import secrets

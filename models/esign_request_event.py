@@ -14,7 +14,7 @@ import psycopg2
 from odoo import _, api, fields, models
 from odoo.tools import mute_logger
 
-from ..api.base import (ProviderError, WebhookAuthError, WebhookError, WebhookMalformed, body_digest,
+from ..api.base import (ProviderError, WebhookAuthError, WebhookMalformed, body_digest,
                         status_from_dict, status_to_dict)
 
 _logger = logging.getLogger(__name__)

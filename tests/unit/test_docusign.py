@@ -424,11 +424,12 @@ def test_token_is_cached_per_user_and_shared_between_instances(fake, make_client
 def test_token_close_to_expiry_is_renewed(fake, make_client):
     client = make_client()
     envelope_id = client.send(make_envelope()).provider_ref
-    token, _expires = ds._TOKENS[client._token_key()]
-    ds._TOKENS[client._token_key()] = (token, time.time() + ds.TOKEN_REFRESH_MARGIN - 5)
+    token = ds._TOKENS.get(client._token_key(), time.time())
+    assert token
+    ds._TOKENS.put(client._token_key(), token, time.time() + ds.TOKEN_REFRESH_MARGIN - 5)
     client.get_status(envelope_id)  # two GETs, one new token
     assert fake.token_requests == 2
-    assert ds._TOKENS[client._token_key()][0] != token
+    assert ds._TOKENS.get(client._token_key(), time.time()) != token
 
 
 def test_401_refreshes_the_token_once(fake, make_client):
