@@ -11,7 +11,9 @@ from typing import Mapping, Optional, Sequence
 
 # Our states. Providers map theirs onto these in one table per client.
 REQUEST_STATES = ("draft", "sent", "signed", "refused", "cancelled", "expired", "error")
-REQUEST_FINAL_STATES = frozenset({"signed", "refused", "cancelled", "expired"})
+# ``error`` as a provider state means the provider itself failed the envelope (e.g. Autenti FAILED,
+# Yousign expired drafts never activated): it is final, like the other outcomes.
+REQUEST_FINAL_STATES = frozenset({"signed", "refused", "cancelled", "expired", "error"})
 SIGNER_STATES = ("waiting", "pending", "signed", "refused")
 SIGNER_FINAL_STATES = frozenset({"signed", "refused"})
 
@@ -106,15 +108,24 @@ class EnvelopeStatus:
     provider_state: str = ""
     reason: str = ""
     raw: Optional[Mapping] = None
+    completed_at: Optional[datetime.datetime] = None
+    """When the provider completed the envelope (all signed, refused, …), as the provider says."""
+    reference: str = ""
+    """Our :attr:`Envelope.reference`, where the provider echoes it (external id, metadata)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class SendResult:
-    """What a successful send returns: the provider's reference and what it knows of the signers."""
+    """What a successful send returns: the provider's reference and what it knows of the signers.
+
+    ``warnings`` are things the user must be told although the envelope is out (e.g. SELL&SIGN's
+    automatic closing could not be set): the core posts them on the contract.
+    """
 
     provider_ref: str
     signers: Sequence[SignerStatus] = ()
     raw: Optional[Mapping] = None
+    warnings: Sequence[str] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +145,9 @@ class Notification:
     status: Optional[EnvelopeStatus] = None
     payload: Optional[Mapping] = None
     hints: Optional[Mapping] = None
+    reference: str = ""
+    """Our :attr:`Envelope.reference`, where the provider echoes it: matches a notification that
+    arrives before the send recorded the provider's reference."""
 
 
 def body_digest(body: bytes) -> str:
@@ -151,12 +165,19 @@ class ProviderError(Exception):
     (4xx: the provider refused our data), ``not_found``, ``conflict`` (not possible in the current
     state), ``rate_limited`` (429), ``unavailable`` (5xx or connection refused), ``timeout``,
     ``protocol`` (an answer we cannot understand). ``detail`` is the provider's own message.
+
+    ``outcome_unknown`` is the one fact the outbox needs after a failed call that changes something
+    (create, send, cancel): True when the provider may have acted although we got no answer (a
+    POST that timed out or got a 5xx, a lost response, a clean-up that failed after a draft was
+    created). False promises that nothing is left at the provider, so trying again cannot make a
+    second envelope.
     """
 
     KINDS = ("config", "auth", "rejected", "not_found", "conflict", "rate_limited", "unavailable",
              "timeout", "protocol")
 
-    def __init__(self, kind, detail="", status_code=None, provider="", retry_after=None, body=None):
+    def __init__(self, kind, detail="", status_code=None, provider="", retry_after=None, body=None,
+                 outcome_unknown=False):
         assert kind in self.KINDS, kind
         self.kind = kind
         self.detail = detail or ""
@@ -164,6 +185,7 @@ class ProviderError(Exception):
         self.provider = provider
         self.retry_after = retry_after
         self.body = body
+        self.outcome_unknown = bool(outcome_unknown)
         super().__init__(self.__str__())
 
     @property
@@ -207,9 +229,29 @@ class ProviderClient:
 
     code = ""
 
+    can_find_by_reference = False
+    """True when :meth:`find_by_reference` can tell whether an envelope exists for our reference."""
+
     def send(self, envelope: Envelope) -> SendResult:
-        """Create the envelope at the provider and start it; return its reference."""
+        """Create the envelope at the provider and start it; return its reference.
+
+        Sends :attr:`Envelope.reference` to the provider wherever its API keeps such a value
+        (external id, metadata, custom field), so that :meth:`find_by_reference` and notifications
+        can name it. A :class:`ProviderError` raised here says with ``outcome_unknown`` whether
+        anything may be left at the provider (clients clean up what they created midway).
+        """
         raise NotImplementedError
+
+    def find_by_reference(self, reference: str) -> Optional[SendResult]:
+        """The envelope sent for our ``reference``, or ``None`` when the provider certainly has none.
+
+        Used by the outbox after a send whose outcome is unknown, before it tries again. Only an
+        envelope that was *started* (out for signature or beyond) counts: a draft left behind is
+        cleaned up (or ignored) and ``None`` returned, so the send can be made again. Raises
+        :class:`ProviderError` when the provider cannot tell now.
+        """
+        raise ProviderError("config", "this provider cannot look up an envelope by our reference",
+                            provider=self.code)
 
     def get_status(self, provider_ref: str) -> EnvelopeStatus:
         """Read where the envelope stands, mapped onto our states."""
@@ -263,6 +305,8 @@ def status_to_dict(status: EnvelopeStatus) -> dict:
         "state": status.state,
         "provider_state": status.provider_state,
         "reason": status.reason,
+        "completed_at": _dt_to_str(status.completed_at),
+        "reference": status.reference,
         "signers": [
             {**dataclasses.asdict(s), "changed_at": _dt_to_str(s.changed_at)} for s in status.signers
         ],
@@ -275,6 +319,8 @@ def status_from_dict(data: Mapping) -> EnvelopeStatus:
         state=data["state"],
         provider_state=data.get("provider_state", ""),
         reason=data.get("reason", ""),
+        completed_at=_dt_from_str(data.get("completed_at")),
+        reference=data.get("reference", ""),
         signers=tuple(
             SignerStatus(**{**s, "changed_at": _dt_from_str(s.get("changed_at"))})
             for s in data.get("signers", ())

@@ -205,14 +205,15 @@ class DocuSignTransport(HttpTransport):
     NOTES §6); used as the wait when no ``Retry-After`` is given.
     """
 
-    def to_error(self, response):
-        error = super().to_error(response)
+    def to_error(self, response, outcome_unknown=False):
+        error = super().to_error(response, outcome_unknown=outcome_unknown)
         data = _json_or_none(response)
         code = data.get("errorCode") if isinstance(data, dict) else None
         kind = ERROR_CODE_KINDS.get(str(code).upper()) if code else None
         if kind and kind != error.kind:
             error = ProviderError(kind, error.detail, status_code=error.status_code, provider=error.provider,
-                                  retry_after=error.retry_after, body=error.body)
+                                  retry_after=error.retry_after, body=error.body,
+                                  outcome_unknown=error.outcome_unknown)
         if error.kind == "rate_limited" and error.retry_after is None:
             reset = response.headers.get("X-RateLimit-Reset")
             try:

@@ -10,11 +10,18 @@ contract could be sent twice. So:
   never retried, and the caller decides (usually: read the status first).
 
 ``Retry-After`` is honoured up to ``max_wait``. ``sleep`` is injectable so tests do not wait.
+
+Every error says with ``outcome_unknown`` whether a call that changes something may have been
+executed anyway (see :class:`~.base.ProviderError`); the outbox builds on that. URLs in error
+details and logs lose their query string: signed download links and callback tokens live there.
 """
+import datetime
 import email.utils
 import json
 import logging
 import time
+
+import urllib.parse
 
 import requests
 
@@ -31,10 +38,43 @@ def _retry_after_seconds(value):
     try:
         return max(0.0, float(value))
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):  # garbage in the header: no hint, use our own backoff
+            return None
         if parsed is None:
             return None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
         return max(0.0, parsed.timestamp() - time.time())
+
+
+def redact_url(url):
+    """``url`` without its query string and fragment, for messages and logs.
+
+    Signed links (Signi's 10-minute download URL, S3-style signatures) and our callback tokens
+    travel in the query string; the path is enough to say which call failed.
+    """
+    try:
+        parts = urllib.parse.urlsplit(str(url))
+    except ValueError:
+        return "<url>"
+    redacted = parts._replace(query="", fragment="", netloc=parts.netloc.rpartition("@")[2])
+    return urllib.parse.urlunsplit(redacted) + ("?…" if parts.query else "")
+
+
+def _never_connected(exc):
+    """True when ``requests`` failed before the request could reach the server."""
+    reason, depth = exc, 0
+    while isinstance(reason, BaseException) and depth < 6:
+        if isinstance(reason, requests.exceptions.ConnectTimeout) or type(reason).__name__ in (
+                "NewConnectionError", "NameResolutionError", "ConnectTimeoutError"):
+            return True
+        nested = getattr(reason, "reason", None)
+        if nested is None and reason.args:
+            nested = reason.args[0]
+        reason, depth = nested, depth + 1
+    return False
 
 
 def default_error_detail(response):
@@ -89,9 +129,11 @@ class HttpTransport:
         (e.g. a POST carrying an idempotency key).
         """
         method = method.upper()
-        may_retry_any = method in IDEMPOTENT_METHODS if retry is None else retry
+        changes = method not in IDEMPOTENT_METHODS
+        may_retry_any = not changes if retry is None else retry
         kwargs.setdefault("timeout", self.timeout)
         url = self.url(path)
+        shown = f"{method} {redact_url(url)}"
         attempt = 0
         while True:
             attempt += 1
@@ -99,39 +141,43 @@ class HttpTransport:
             try:
                 response = self.session.request(method, url, **kwargs)
             except requests.exceptions.ConnectTimeout as exc:
-                error = ProviderError("timeout", f"could not connect to {url}: {exc}", provider=self.provider)
+                error = ProviderError("timeout", f"could not connect for {shown}", provider=self.provider)
                 if can_retry:
                     self._wait(attempt, None)
                     continue
                 raise error from exc
             except requests.exceptions.Timeout as exc:
-                error = ProviderError("timeout", f"no answer from {url} in time", provider=self.provider)
+                error = ProviderError("timeout", f"no answer to {shown} in time", provider=self.provider,
+                                      outcome_unknown=changes)
                 if can_retry and may_retry_any:
                     self._wait(attempt, None)
                     continue
                 raise error from exc
             except requests.exceptions.ConnectionError as exc:
-                # Refused or reset: for a POST we cannot know whether it arrived, except when the
-                # connection was never made; requests does not tell us, so retry only idempotent calls.
-                error = ProviderError("unavailable", f"connection to {url} failed: {exc}", provider=self.provider)
-                if can_retry and may_retry_any:
+                # Refused before connecting: the provider certainly did not get it, a POST may be
+                # retried. Reset after connecting: it may have arrived, so only idempotent calls.
+                never_connected = _never_connected(exc)
+                error = ProviderError("unavailable", f"connection failed for {shown}", provider=self.provider,
+                                      outcome_unknown=changes and not never_connected)
+                if can_retry and (may_retry_any or never_connected):
                     self._wait(attempt, None)
                     continue
                 raise error from exc
             except requests.exceptions.RequestException as exc:
-                raise ProviderError("protocol", str(exc), provider=self.provider) from exc
+                raise ProviderError("protocol", f"{shown} failed: {type(exc).__name__}", provider=self.provider,
+                                    outcome_unknown=changes) from exc
 
             status = response.status_code
             if status in expected:
                 return response
-            error = self.to_error(response)
+            error = self.to_error(response, outcome_unknown=changes and status >= 500)
             if can_retry and (status == 429 or (status >= 500 and may_retry_any)):
-                _logger.info("%s: %s %s answered %s, retrying", self.provider, method, url, status)
+                _logger.info("%s: %s answered %s, retrying", self.provider, shown, status)
                 self._wait(attempt, error.retry_after)
                 continue
             raise error
 
-    def to_error(self, response):
+    def to_error(self, response, outcome_unknown=False):
         status = response.status_code
         detail = self.error_detail(response) or response.reason or ""
         if status in (401, 403):
@@ -154,7 +200,7 @@ class HttpTransport:
             body = (response.text or "")[:2000]
         return ProviderError(kind, detail, status_code=status, provider=self.provider,
                              retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
-                             body=body)
+                             body=body, outcome_unknown=outcome_unknown)
 
     def _wait(self, attempt, retry_after):
         delay = retry_after if retry_after is not None else self.backoff * (2 ** (attempt - 1))
@@ -169,8 +215,10 @@ class HttpTransport:
         try:
             return response.json()
         except ValueError as exc:
-            raise ProviderError("protocol", f"{method} {path} did not answer JSON",
-                                status_code=response.status_code, provider=self.provider) from exc
+            # The call succeeded (2xx) but its answer is unreadable: a POST did act.
+            raise ProviderError("protocol", f"{method.upper()} {redact_url(self.url(path))} did not answer JSON",
+                                status_code=response.status_code, provider=self.provider,
+                                outcome_unknown=method.upper() not in IDEMPOTENT_METHODS) from exc
 
     def content(self, method, path, **kwargs):
         return self.request(method, path, **kwargs).content

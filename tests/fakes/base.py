@@ -85,7 +85,8 @@ class FakeProviderServer:
     def __init__(self):
         self._routes = []
         self.requests = []  # every FakeRequest received, in order
-        self.faults = collections.deque()  # queued faults: ("status", code, body) / ("delay", s) / ("drop",)
+        # queued faults: (kind, value, body, headers, matcher), kind status / delay / drop / lose
+        self.faults = collections.deque()
         self.lock = threading.RLock()
         self.callbacks_sent = []  # (url, status) of callbacks delivered
         self.drop_callbacks = 0  # how many coming callbacks to lose
@@ -110,17 +111,42 @@ class FakeProviderServer:
 
     # --- fault injection ------------------------------------------------------------------------
 
-    def fail_next(self, status=503, body=None, headers=None, times=1):
+    def fail_next(self, status=503, body=None, headers=None, times=1, on=None):
+        """Answer the next ``times`` requests (matching ``on``) with ``status`` instead."""
         for _i in range(times):
-            self.faults.append(("status", status, body, headers or {}))
+            self.faults.append(("status", status, body, headers or {}, self._matcher(on)))
 
-    def delay_next(self, seconds, times=1):
+    def delay_next(self, seconds, times=1, on=None):
+        """Receive the request (the provider acts), then answer only after ``seconds``."""
         for _i in range(times):
-            self.faults.append(("delay", seconds))
+            self.faults.append(("delay", seconds, None, None, self._matcher(on)))
 
-    def drop_next(self, times=1):
+    def drop_next(self, times=1, on=None):
+        """Close the connection before the request is handled: the provider never saw it."""
         for _i in range(times):
-            self.faults.append(("drop",))
+            self.faults.append(("drop", None, None, None, self._matcher(on)))
+
+    def lose_response_next(self, times=1, on=None):
+        """Handle the request (the provider acts), then close the connection without answering."""
+        for _i in range(times):
+            self.faults.append(("lose", None, None, None, self._matcher(on)))
+
+    @staticmethod
+    def _matcher(on):
+        """``on``: None (any request) or ``(METHOD, path regex)``; the fault waits for a match."""
+        if on is None:
+            return None
+        method, path_regex = on
+        return method.upper(), re.compile(path_regex)
+
+    def _take_fault(self, method, path):
+        with self.lock:
+            for fault in self.faults:
+                matcher = fault[4]
+                if matcher is None or (matcher[0] == method and matcher[1].search(path)):
+                    self.faults.remove(fault)
+                    return fault
+        return None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -175,10 +201,7 @@ class FakeProviderServer:
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-        fault = None
-        with self.lock:
-            if self.faults:
-                fault = self.faults.popleft()
+        fault = self._take_fault(handler.command, parsed.path)
         if fault and fault[0] == "drop":
             handler.close_connection = True
             handler.connection.shutdown(2)
@@ -211,6 +234,10 @@ class FakeProviderServer:
             status, payload = 405, b'{"message": "method not allowed"}'
         if isinstance(payload, str):
             payload = payload.encode()
+        if fault and fault[0] == "lose":  # acted, but the answer never reaches the client
+            handler.close_connection = True
+            handler.connection.shutdown(2)
+            return
         try:
             self._write(handler, status, payload, headers)
         except (BrokenPipeError, ConnectionResetError):

@@ -115,3 +115,89 @@ def test_unknown_route_is_not_found(transport):
     with pytest.raises(ProviderError) as info:
         transport.json("GET", "/nothing")
     assert info.value.kind == "not_found"
+
+
+# --- what the outbox needs to know: may the provider have acted? ---------------------------------
+
+
+def test_post_timeout_outcome_is_unknown(server, transport):
+    server.delay_next(1.5)
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/things", json={})
+    assert info.value.outcome_unknown, "the provider received the POST: it may have acted"
+
+
+def test_post_5xx_outcome_is_unknown_but_4xx_and_429_are_not(server, transport):
+    server.fail_next(502)
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/things", json={})
+    assert info.value.outcome_unknown
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/bad", json={})
+    assert not info.value.outcome_unknown
+    server.fail_next(429, times=3)
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/things", json={})
+    assert info.value.kind == "rate_limited" and not info.value.outcome_unknown
+
+
+def test_post_whose_answer_is_lost_after_acting_is_unknown_and_not_retried(server, transport):
+    server.lose_response_next(on=("POST", "/things$"))
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/things", json={"a": 1})
+    assert info.value.kind == "unavailable" and info.value.outcome_unknown
+    assert len(server.requests_to("POST", "/things")) == 1, "a POST that may have acted is never repeated"
+
+
+def test_post_refused_before_connecting_is_retried_and_known_not_delivered(sleeps):
+    transport = HttpTransport("http://127.0.0.1:9", "Echo", max_retries=2, sleep=sleeps.append)
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/things", json={})
+    assert info.value.kind == "unavailable"
+    assert not info.value.outcome_unknown, "a refused connection never reached the provider"
+    assert len(sleeps) == 2, "safe to retry: nothing was delivered"
+
+
+def test_get_failures_never_leave_an_unknown_outcome(server, transport):
+    server.fail_next(503, times=3)
+    with pytest.raises(ProviderError) as info:
+        transport.json("GET", "/things/1")
+    assert not info.value.outcome_unknown
+
+
+def test_unreadable_success_answer_to_a_post_is_unknown(server, transport):
+    server.route("POST", "/garbled", lambda r: (201, b"{not json", {"Content-Type": "application/json"}))
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/garbled", json={})
+    assert info.value.kind == "protocol" and info.value.outcome_unknown
+
+
+def test_fault_targets_only_the_matching_call(server, transport):
+    server.fail_next(503, on=("POST", "/things$"))
+    assert transport.json("GET", "/things/3") == {"id": "3"}
+    with pytest.raises(ProviderError):
+        transport.json("POST", "/things", json={})
+
+
+# --- nothing secret in messages --------------------------------------------------------------------
+
+
+def test_error_details_never_carry_the_query_string(server, transport):
+    server.delay_next(1.5)
+    with pytest.raises(ProviderError) as info:
+        transport.json("POST", "/things?token=s3cr3t&X-Amz-Signature=abc", json={})
+    text = str(info.value)
+    assert "s3cr3t" not in text and "abc" not in text
+    assert "/things?…" in text
+
+
+def test_redact_url_drops_query_fragment_and_credentials():
+    from esign_connector.api.http import redact_url
+    assert redact_url("https://user:pw@files.example.com/a/b.pdf?sig=1#x") == "https://files.example.com/a/b.pdf?…"
+    assert redact_url("https://api.example.com/v1/things") == "https://api.example.com/v1/things"
+
+
+def test_garbage_retry_after_falls_back_to_backoff(server, transport, sleeps):
+    server.fail_next(429, headers={"Retry-After": "soon, maybe"})
+    assert transport.json("GET", "/things/4") == {"id": "4"}
+    assert sleeps == [0.5]
