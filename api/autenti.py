@@ -14,12 +14,37 @@ callbacks are organisation-wide and signed as a detached JWS (NOTES §7).
 Authentication (NOTES §2a): OAuth2 JWT-bearer grant. We sign an RS256 assertion with the private
 key whose public JWK the customer pasted into Autenti; the ``email`` claim selects the Autenti user
 we act for (individual mode: the salesperson; central mode: the representative).
+
+Outbox (``base.ProviderClient.send`` / ``find_by_reference``):
+
+* **Our reference travels in the title.** The create body Autenti describes has ``title``,
+  ``description`` and ``processLanguage`` [OK, S1], plus ``parties``, ``tags`` and ``constraints``
+  [2nd, NOTES §4.1]. None of them is an external id, metadata or custom attribute: tags are the
+  organisation's predefined tags (listed by ``GET /tags``, [2nd] S4), not free text, and ``extIds``
+  identify a party (a company's tax id), not the process. The title is the one value of ours that
+  Autenti keeps and shows back, so we append ``TITLE_REFERENCE_TAG`` to it; ``get_status`` reads it
+  back into ``EnvelopeStatus.reference``. Autenti's callbacks carry only ``id``, ``actor``,
+  ``eventType``, ``object {id, type}`` and ``timestamp`` [OK, S1 notification schema], so a
+  notification never names our reference; the core matches it by ``object.id``.
+* **No lookup by reference** (``can_find_by_reference = False``). The only listing,
+  ``GET /document-processes`` [OK, S1], documents no filter, search or paging parameter, needs an extra
+  purchase, and its declared item looks like a file record [GUESS, NOTES §4.5]. Scanning it could not
+  prove that no process carries our reference (a second page we do not know how to ask for), and a
+  wrong "none" makes the outbox send the contract twice.
+* **What a failed send leaves behind.** Only our own ``DOCUMENT_SENT`` action starts a process, and
+  ``send`` knows the process id from the create answer on. So it settles every doubt it can itself:
+  a send action whose answer is lost is followed by a status read (a safe GET): if the process left
+  the draft state the send succeeded and is returned as such; otherwise the process is withdrawn
+  (``_abandon``). ``outcome_unknown`` is True only when a draft or a started process may remain: the
+  create answer was lost (a draft we cannot name), the status could not be read after an unclear
+  send, the status is one we do not know, or the withdrawal failed.
 """
 import base64
 import binascii
 import datetime
 import json
 import logging
+import re
 import threading
 import time
 import urllib.parse
@@ -31,9 +56,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from . import keys as rsa_keys
-from .base import (Document, EnvelopeStatus, Notification, ProviderClient, ProviderError, SendResult,
-                   SignerStatus, WebhookAuthError, WebhookMalformed)
-from .http import HttpTransport
+from .base import (REQUEST_FINAL_STATES, Document, EnvelopeStatus, Notification, ProviderClient,
+                   ProviderError, SendResult, SignerStatus, WebhookAuthError, WebhookMalformed)
+from .http import IDEMPOTENT_METHODS, HttpTransport, redact_url
 from .tokens import TokenCache
 
 _logger = logging.getLogger(__name__)
@@ -94,6 +119,27 @@ PURPOSE_SIGNED = "SIGNED_CONTENT_FILE"
 EVIDENCE_PURPOSES = ("SIGNATURE_CARD", "CONTENT_ARCHIVE")
 EVIDENCE_MIMETYPES = {"SIGNATURE_CARD": "application/pdf", "CONTENT_ARCHIVE": "application/zip"}
 FILES_ACCEPT = "application/stream+json, application/json"  # GET …/files answers NDJSON (NOTES §4.6)
+
+# --- our reference and the outbox (see the module docstring, "Outbox") ---------------------------
+# Appended to the title, the only value of ours Autenti keeps on a process. "{reference}" is ours.
+TITLE_REFERENCE_TAG = "[ref {reference}]"
+# [GUESS] Autenti publishes no maximum title length; the title (never the tag) is cut to fit this.
+TITLE_MAX_LENGTH = 250
+# [GUESS] NOTES §6: transitions are undocumented. We assume a withdrawn process can never be sent,
+# so a DOCUMENT_SENT still running at Autenti after our timeout cannot revive a draft we withdrew:
+# "draft seen, then withdrawn" leaves nothing to sign (outcome_unknown False). Set False if Autenti
+# turns out to accept a send after a withdrawal; such failures then report outcome_unknown True.
+WITHDRAWAL_IS_FINAL = True
+# [GUESS] NOTES §6 lists FAILED/ERROR but no text says where Autenti explains them. These
+# process-level keys are read first, then the last event of a party whose status is FAILED
+# (``attributes.comment`` / ``description``, like a rejection's comment, [2nd] S4); else the reason
+# names Autenti's status.
+FAILURE_REASON_KEYS = ("statusDescription", "errorMessage", "failureReason")
+# [GUESS] Autenti publishes no completion date. Signed and refused processes take the time of the
+# last signature / the refusal (party event timestamps); other final states (withdrawn, failed) take
+# this process field, the last modification (adding the signed file a little later, NOTES §4.6, may
+# move it). None leaves ``completed_at`` empty instead.
+COMPLETED_AT_FALLBACK_KEY = "modifiedAt"
 
 CALLBACK_ADAPTER = "CALLBACK_ADAPTER:API_V2"
 MAX_CALLBACKS = 5  # "at most 5 callbacks per organization" [2nd] NOTES §7
@@ -229,6 +275,56 @@ def _tax_id(organisation):
     return TAX_ID_SPACE.format(country=country), raw
 
 
+def tagged_title(title, reference):
+    """``title`` with our reference appended, cut so that the tag always fits ``TITLE_MAX_LENGTH``."""
+    title = " ".join((title or "").split())
+    if not reference:
+        return title[:TITLE_MAX_LENGTH]
+    tag = TITLE_REFERENCE_TAG.format(reference=reference)
+    room = max(0, TITLE_MAX_LENGTH - len(tag) - 1)
+    return f"{title[:room].rstrip()} {tag}".strip()
+
+
+def _reference_pattern():
+    prefix, _sep, suffix = TITLE_REFERENCE_TAG.partition("{reference}")
+    return re.compile(re.escape(prefix) + r"(\S+?)" + re.escape(suffix) + r"\s*$")
+
+
+def reference_from_title(title):
+    """Our reference from a process title made by :func:`tagged_title`; "" when it has none."""
+    match = _reference_pattern().search(title) if isinstance(title, str) else None
+    return match.group(1) if match else ""
+
+
+def _status_of(data):
+    return str((data or {}).get("status") or "").strip().upper()
+
+
+def _process_stage(data):
+    """``"draft"``, ``"started"`` (left the draft: sent or beyond) or ``"unknown"`` (a status we
+    do not know: it may be either, so the caller must not conclude)."""
+    mapped = STATUS_MAP["process"].get(_status_of(data))
+    if mapped is None:
+        return "unknown"
+    return "draft" if mapped == "draft" else "started"
+
+
+def _last_event(entry):
+    events = [e for e in (entry.get("events") or ()) if isinstance(e, dict)]
+    return events[-1] if events else None
+
+
+def _event_time(event):
+    return _parse_timestamp(event.get("timestamp") or event.get("createdAt")) if event else None
+
+
+def _event_comment(event):
+    attributes = (event or {}).get("attributes") or {}
+    if not isinstance(attributes, dict):
+        return ""
+    return str(attributes.get("comment") or attributes.get("description") or "").strip()
+
+
 class AutentiClient(ProviderClient):
     """Autenti client acting for one Autenti user (``acting_email``) of one client application.
 
@@ -237,6 +333,8 @@ class AutentiClient(ProviderClient):
     """
 
     code = "autenti"
+    # Autenti offers no way to find a process by our reference: see the module docstring, "Outbox".
+    can_find_by_reference = False
 
     def __init__(self, base_url=SANDBOX_URL, client_id="", client_secret="", organisation_id="",
                  private_key_pem="", kid="", acting_email="", acting_subject="", jwks_url=None,
@@ -324,7 +422,11 @@ class AutentiClient(ProviderClient):
                     f"{self.kid or 'none'}) is registered with API permissions, and that this e-mail "
                     "is an Autenti user of the organisation.",
                     status_code=error.status_code, body=error.body) from error
-            raise
+            # A token creates nothing the outbox cares about: whatever the transport thinks of a
+            # POST that got no answer, no envelope can be left behind by this call.
+            raise self._error(error.kind, f"logging in to Autenti failed: {error.detail or error.kind}",
+                              status_code=error.status_code, retry_after=error.retry_after,
+                              body=error.body) from error
         token = (data or {}).get("access_token") if isinstance(data, dict) else None
         if not token:
             raise self._error("protocol", "Autenti's token answer has no access_token")
@@ -365,8 +467,10 @@ class AutentiClient(ProviderClient):
         try:
             return response.json()
         except ValueError as exc:
+            # A 2xx whose answer we cannot read: a call that changes something did act.
             raise self._error("protocol", f"{method} {path} did not answer JSON",
-                              status_code=response.status_code) from exc
+                              status_code=response.status_code,
+                              outcome_unknown=method.upper() not in IDEMPOTENT_METHODS) from exc
 
     # ------------------------------------------------------------------ actions and challenges
 
@@ -490,7 +594,7 @@ class AutentiClient(ProviderClient):
                 ranks[signer.sequence] = FIRST_PRIORITY + len(ranks)
         language = (envelope.language or "").lower()[:2]
         body = {
-            "title": envelope.title.strip()[:250],
+            "title": tagged_title(envelope.title, envelope.reference),
             "processLanguage": language if language in PROCESS_LANGUAGES else DEFAULT_LANGUAGE,
             "parties": [self._party_entry(s, ranks.get(s.sequence, FIRST_PRIORITY)) for s in signers],
         }
@@ -499,70 +603,127 @@ class AutentiClient(ProviderClient):
         return body
 
     def send(self, envelope):
+        """Create the process with its parties, upload the PDF, start it (NOTES §4).
+
+        A failure after the create withdraws what was made; ``outcome_unknown`` on the error says
+        whether anything may remain (module docstring, "Outbox").
+        """
         self._check_credentials()
         body = self._validate_envelope(envelope)
-        document = envelope.document
+        created = self._create_process(body)
+        process_id = created["id"]
+        try:
+            self._upload_source(process_id, envelope.document)
+        except ProviderError as error:
+            raise self._abandon(process_id, "uploading the PDF", error) from error
+        return self._start(process_id, created, envelope)
+
+    def _create_process(self, body):
+        """``POST /document-processes``; the answer, which always has the new process id."""
         try:
             created = self._api_json("POST", "/document-processes", json=body)
         except ProviderError as error:
-            if error.kind not in ("timeout", "unavailable", "protocol"):
-                raise
-            raise ProviderError(
+            if not error.outcome_unknown:
+                raise  # refused (4xx, 429 after retries, never connected): nothing was created
+            raise self._error(
                 error.kind, f"creating the Autenti document process failed ({error.detail}); it is "
                 "unknown whether a draft was created at Autenti. Nothing was sent to the signers.",
-                status_code=error.status_code, provider=PROVIDER_LABEL, retry_after=error.retry_after,
-                body=error.body) from error
+                status_code=error.status_code, retry_after=error.retry_after, body=error.body,
+                outcome_unknown=True) from error
         process_id = created.get("id") if isinstance(created, dict) else None
         if not process_id:
-            raise self._error("protocol", "Autenti created a document process but returned no id")
-        step = "uploading the PDF"
-        try:
-            filename = document.filename or "document.pdf"
-            if not filename.lower().endswith(".pdf"):
-                filename += ".pdf"
-            self._api_json(
-                "POST", f"/document-processes/{_quote_process(process_id)}/files",
-                files={"file": (filename, document.content, "application/pdf")},
-                data={"filePurpose": PURPOSE_SOURCE, "mimeType": "application/pdf"})
-            step = "starting the signing (DOCUMENT_SENT action)"
-            events, challenge = self._action(process_id, EVENT_SENT)
-            if challenge is not None:
-                raise self._challenge_error(challenge, "send the document")
-            self._confirm_sent(process_id, events)
-        except ProviderError as error:
-            raise self._abandon(process_id, step, error) from error
-        signers = self._signer_statuses(created.get("parties") or [], envelope=envelope)
-        return SendResult(provider_ref=process_id, signers=signers, raw=created)
+            raise self._error("protocol", "Autenti created a document process but returned no id; a "
+                              "draft nobody was asked to sign may be left at Autenti", outcome_unknown=True)
+        return created
 
-    def _confirm_sent(self, process_id, events):
-        """[S6] confirms a send by a DOCUMENT_SENT event in the answer; otherwise we read the status."""
+    def _upload_source(self, process_id, document):
+        filename = document.filename or "document.pdf"
+        if not filename.lower().endswith(".pdf"):
+            filename += ".pdf"
+        self._api_json("POST", f"/document-processes/{_quote_process(process_id)}/files",
+                       files={"file": (filename, document.content, "application/pdf")},
+                       data={"filePurpose": PURPOSE_SOURCE, "mimeType": "application/pdf"})
+
+    def _start(self, process_id, created, envelope):
+        """The ``DOCUMENT_SENT`` action; an answer that does not prove the send is settled by a read."""
+        step = "starting the signing (DOCUMENT_SENT action)"
+        try:
+            events, challenge = self._action(process_id, EVENT_SENT)
+        except ProviderError as error:
+            if not error.outcome_unknown:
+                raise self._abandon(process_id, step, error) from error  # refused: not sent
+            return self._settle_unclear_send(process_id, envelope, step, error)
+        if challenge is not None:
+            raise self._abandon(process_id, step, self._challenge_error(challenge, "send the document"))
+        # [S6] confirms a send by a DOCUMENT_SENT event in the answer; otherwise we read the status.
         if isinstance(events, list) and any(isinstance(e, dict) and e.get("eventType") == EVENT_SENT
                                             for e in events):
-            return
-        data = self._get_process(process_id)
-        status = str(data.get("status") or "").strip().upper()
-        if status in ("", "DRAFT"):
-            raise self._error("protocol", "Autenti accepted the DOCUMENT_SENT action but the process "
-                              f"is still {status or 'without status'}: {json.dumps(events)[:300]}")
+            return self._send_result(process_id, created, envelope)
+        unconfirmed = self._error("protocol", "Autenti accepted the DOCUMENT_SENT action without "
+                                  f"confirming it ({json.dumps(events)[:300]})", outcome_unknown=True)
+        return self._settle_unclear_send(process_id, envelope, step, unconfirmed)
 
-    def _abandon(self, process_id, step, error):
-        """Withdraw a half-made process and say exactly what is left at Autenti."""
-        may_be_sent = step.startswith("starting") and error.kind in ("timeout", "unavailable", "protocol")
+    def _settle_unclear_send(self, process_id, envelope, step, error):
+        """The send may have run: read the process (a safe GET) before cleaning anything up.
+
+        Started -> the send worked, return it. A draft -> it did not (yet) run: withdraw it; with
+        ``WITHDRAWAL_IS_FINAL`` nothing can be signed afterwards. Unreadable or unknown status ->
+        withdraw anyway (nothing of ours must stay open unnoticed) and say that it may have been sent.
+        """
         try:
-            _events, challenge = self._action(process_id, EVENT_WITHDRAWAL)
-            if challenge is not None:
-                raise self._challenge_error(challenge, "withdraw it")
-            left = (f"The document process {process_id} that had been created at Autenti was withdrawn, "
-                    "so nobody can sign it.")
-        except ProviderError as cleanup_error:
-            left = (f"The document process {process_id} was created at Autenti and could NOT be "
-                    f"withdrawn ({cleanup_error.detail or cleanup_error.kind}); "
+            data = self._get_process(process_id)
+        except ProviderError as read_error:
+            _logger.warning("Autenti: after an unclear DOCUMENT_SENT, %s could not be read (%s)",
+                            process_id, read_error.kind)
+            raise self._abandon(process_id, step, error, may_be_sent=True) from error
+        stage = _process_stage(data)
+        if stage == "started":
+            _logger.info("Autenti: the DOCUMENT_SENT answer for %s was unclear (%s) but the process is "
+                         "%s: it was sent", process_id, error.kind, _status_of(data))
+            return self._send_result(process_id, data, envelope)
+        may_be_sent = stage == "unknown" or not WITHDRAWAL_IS_FINAL
+        raise self._abandon(process_id, step, error, may_be_sent=may_be_sent,
+                            seen=_status_of(data) or "without status") from error
+
+    def _send_result(self, process_id, data, envelope):
+        signers = self._signer_statuses(data.get("parties") or [], envelope=envelope)
+        return SendResult(provider_ref=process_id, signers=signers, raw=data)
+
+    def _abandon(self, process_id, step, error, may_be_sent=False, seen=""):
+        """Withdraw a half-made process; the error says what is left and whether it may be live."""
+        withdrawn, problem = self._withdraw_half_made(process_id)
+        before = f"Autenti showed it as {seen} afterwards. " if seen else ""
+        if withdrawn:
+            left = (f"{before}The document process {process_id} that had been created at Autenti was "
+                    "withdrawn, so nobody can sign it."
+                    + (" It may have reached the signers before." if may_be_sent else ""))
+        else:
+            left = (f"{before}The document process {process_id} was created at Autenti and could NOT be "
+                    f"withdrawn ({problem}); "
                     + ("it may have been sent to the signers. " if may_be_sent
                        else "it remains there as a draft that was never sent. ")
                     + "Withdraw or delete it in Autenti's web application.")
-        detail = f"{step} failed: {error.detail or error.kind}. {left}"
-        return ProviderError(error.kind, detail, status_code=error.status_code, provider=PROVIDER_LABEL,
-                             retry_after=error.retry_after, body=error.body)
+        return self._error(error.kind, f"{step} failed: {error.detail or error.kind}. {left}",
+                           status_code=error.status_code, retry_after=error.retry_after, body=error.body,
+                           outcome_unknown=may_be_sent or not withdrawn)
+
+    def _withdraw_half_made(self, process_id):
+        """``(withdrawn, problem)``. A withdrawal whose answer was lost counts when a read shows it."""
+        try:
+            _events, challenge = self._action(process_id, EVENT_WITHDRAWAL)
+        except ProviderError as error:
+            if error.outcome_unknown and self._reads_withdrawn(process_id):
+                return True, ""
+            return False, error.detail or error.kind
+        if challenge is not None:
+            return False, self._challenge_error(challenge, "withdraw it").detail
+        return True, ""
+
+    def _reads_withdrawn(self, process_id):
+        try:
+            return STATUS_MAP["process"].get(_status_of(self._get_process(process_id))) == "cancelled"
+        except ProviderError:
+            return False
 
     # ------------------------------------------------------------------ status
 
@@ -588,27 +749,65 @@ class AutentiClient(ProviderClient):
                 continue
             status = str(entry.get("participationStatus") or "NONE").strip().upper()
             state = STATUS_MAP["party"].get(status, UNKNOWN_PARTY_STATE)
-            reason, changed_at = "", None
-            for event in entry.get("events") or ():
-                if isinstance(event, dict) and event.get("eventType") == EVENT_REJECTION:
-                    reason = str((event.get("attributes") or {}).get("comment") or "")
-                    changed_at = _parse_timestamp(event.get("timestamp") or event.get("createdAt"))
+            reason, changed_at = self._party_outcome(entry, status)
             result.append(SignerStatus(state=state, key=keys.get(email.lower(), ""),
                                        provider_ref=party.get("id") or "", email=email,
                                        changed_at=changed_at, reason=reason))
         return tuple(result)
 
+    @staticmethod
+    def _party_outcome(entry, status):
+        """``(reason, changed_at)`` of a party that acted: the refusal's comment and time (WEBCON
+        reads it from the SIGNATURE_REJECTION event, NOTES §4.5), the last event's time for a
+        signature, the last event's comment for a failure."""
+        events = [e for e in (entry.get("events") or ()) if isinstance(e, dict)]
+        rejection = next((e for e in reversed(events) if e.get("eventType") == EVENT_REJECTION), None)
+        if rejection is not None:  # even when participationStatus lags behind the event
+            return _event_comment(rejection), _event_time(rejection)
+        if status == "COMPLETED":
+            return "", _event_time(_last_event(entry))
+        if status == "FAILED":
+            last = _last_event(entry)
+            return _event_comment(last), _event_time(last)
+        return "", None
+
     def get_status(self, provider_ref):
         data = self._get_process(provider_ref)
-        provider_state = str(data.get("status") or "").strip().upper()
+        provider_state = _status_of(data)
         state = STATUS_MAP["process"].get(provider_state, UNKNOWN_PROCESS_STATE)
         signers = self._signer_statuses(data.get("parties") or [])
-        refusals = [s for s in signers if s.state == "refused"]
-        if refusals and state == "sent":
+        if state == "sent" and any(s.state == "refused" for s in signers):
             state = "refused"  # a party refusal ends the process even if the status lags (NOTES §7)
-        reason = next((s.reason for s in refusals if s.reason), "")
         return EnvelopeStatus(provider_ref=provider_ref, state=state, signers=signers,
-                              provider_state=provider_state, reason=reason, raw=data)
+                              provider_state=provider_state, reason=self._reason(state, data, signers),
+                              raw=data, completed_at=self._completed_at(state, data, signers),
+                              reference=reference_from_title(data.get("title")))
+
+    @staticmethod
+    def _reason(state, data, signers):
+        if state == "refused":
+            return next((s.reason for s in signers if s.state == "refused" and s.reason), "")
+        if state != "error":
+            return ""
+        for key in FAILURE_REASON_KEYS:
+            value = data.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+        failed = [e for e in data.get("parties") or () if isinstance(e, dict)
+                  and str(e.get("participationStatus") or "").strip().upper() == "FAILED"]
+        comment = next((_event_comment(_last_event(e)) for e in failed if _event_comment(_last_event(e))), "")
+        return comment or f"Autenti reports the document process as {_status_of(data)}"
+
+    @staticmethod
+    def _completed_at(state, data, signers):
+        """When the process ended, as Autenti tells it (``COMPLETED_AT_FALLBACK_KEY``); None while open."""
+        if state not in REQUEST_FINAL_STATES:
+            return None
+        if state in ("signed", "refused"):
+            times = [s.changed_at for s in signers if s.state == state and s.changed_at]
+            if times:
+                return max(times)
+        return _parse_timestamp(data.get(COMPLETED_AT_FALLBACK_KEY)) if COMPLETED_AT_FALLBACK_KEY else None
 
     # ------------------------------------------------------------------ files
 
@@ -705,13 +904,14 @@ class AutentiClient(ProviderClient):
         Idempotent: returns the existing registration when the URL is already there.
         """
         if not (url or "").startswith(("https://", "http://")):
-            raise self._error("config", f"the callback URL {url!r} is not an absolute http(s) URL")
+            raise self._error("config", f"the callback URL {redact_url(url)!r} is not an absolute http(s) URL")
         existing = self.list_callbacks()
         for item in existing:
             if (item.get("callbackParameters") or {}).get("callbackUrl") == url:
                 return item
         if len(existing) >= MAX_CALLBACKS:
-            urls = ", ".join(str((i.get("callbackParameters") or {}).get("callbackUrl")) for i in existing)
+            urls = ", ".join(redact_url((i.get("callbackParameters") or {}).get("callbackUrl") or "?")
+                             for i in existing)
             raise self._error("conflict", f"Autenti allows at most {MAX_CALLBACKS} callbacks per "
                               f"organisation and {len(existing)} are registered ({urls}); delete one in "
                               "Autenti first")
@@ -740,7 +940,8 @@ class AutentiClient(ProviderClient):
             except (KeyError, ValueError, binascii.Error):
                 continue
         if not keys:
-            raise self._error("protocol", f"Autenti's webhook key set {self.jwks_url} has no usable RSA key")
+            raise self._error("protocol", f"Autenti's webhook key set {redact_url(self.jwks_url)} has no "
+                              "usable RSA key")
         return keys
 
     def _webhook_key(self, kid):
@@ -812,6 +1013,7 @@ class AutentiClient(ProviderClient):
 
         ``status`` stays ``None``: an event names only the process; which signer acted and the signed
         file (which may lag, NOTES §4.6) come from reading the process, which the core does.
+        ``reference`` stays empty: the event schema has no field for it (module docstring, "Outbox").
         """
         try:
             data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)

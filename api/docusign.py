@@ -18,6 +18,15 @@ order 1 and the company signer with routing order 2, ``status: sent`` and a per-
 ``eventNotification`` (Connect) pointing at our callback URL with HMAC signing. Status by
 ``GET …/envelopes/{id}`` + ``GET …/envelopes/{id}/recipients``; signed PDF ``documents/combined``,
 evidence ``documents/certificate`` (Certificate of Completion); cancel = void; remind = resend.
+
+Outbox (base :meth:`~.base.ProviderClient.find_by_reference`): our reference travels as the envelope
+text custom field ``esign_reference`` (``customFields.textCustomFields``, value at most 100 characters
+[OK]). ``GET …/envelopes`` (Envelopes_GetEnvelopes [OK]) needs ``from_date`` (or ``envelope_ids`` /
+``transaction_ids``), filters with ``custom_field=<name>=<value>`` and returns the fields with
+``include=custom_fields``; we look back :data:`FIND_LOOKBACK_DAYS`, list only what this user sent, and
+check the value ourselves (the spec warns of "extraneous results"). DocuSign's ``transactionId`` is
+meant for the same purpose but lives only 7 days [OK], so it is not used. The v2.1 API has no call
+that deletes a draft, so a draft left behind is ignored (it was never sent to anyone).
 """
 import base64
 import datetime
@@ -34,9 +43,10 @@ import urllib.parse
 import jwt
 
 from . import keys as rsa_keys
-from .base import (Document, EnvelopeStatus, Notification, ProviderClient, ProviderError, SendResult,
-                   SignerStatus, WebhookAuthError, WebhookMalformed, body_digest)
-from .http import HttpTransport
+from .base import (REQUEST_FINAL_STATES, Document, EnvelopeStatus, Notification, ProviderClient,
+                   ProviderError, SendResult, SignerStatus, WebhookAuthError, WebhookMalformed,
+                   body_digest)
+from .http import IDEMPOTENT_METHODS, HttpTransport
 from .tokens import TokenCache
 
 _logger = logging.getLogger(__name__)
@@ -73,7 +83,30 @@ DEFAULT_VOID_REASON = "Cancelled by the sender"
 # never shown to signers); our signer key as a recipient custom field ("name=value" string, NOTES §3
 # field list: signer.customFields is an array of strings of at most 100 characters).
 REFERENCE_FIELD = "esign_reference"
+REFERENCE_MAX = 100  # [OK] textCustomField.value: "Maximum length: 100 characters"
 SIGNER_KEY_PREFIX = "esign_key="
+
+# --- finding an envelope by our reference (outbox; Envelopes_GetEnvelopes [OK]) ------------------
+# [GUESS] How far back the listing looks (``from_date``; the default ``from_to_status`` "changed"
+# lists envelopes whose status changed since then, so a recent send is always inside). The outbox
+# looks an envelope up soon after a send whose outcome is unknown; 30 days leaves room for an
+# outbox that was stuck, without asking DocuSign to scan the account's whole history.
+FIND_LOOKBACK_DAYS = 30
+# [OK] value of ``user_filter``: only envelopes this user sent (a send and its lookup act as the same
+# user), never envelopes where the user is only a recipient.
+FIND_USER_FILTER = "sender"
+FIND_PAGE_SIZE = 100  # ``count``; our reference is unique, so more than one page means trouble
+FIND_MAX_PAGES = 5
+# Envelope states that mean "never went out": a draft, and a draft the sender deleted (a ``deleted``
+# envelope with a ``sentDateTime`` did go out and counts as started).
+NOT_STARTED_STATES = frozenset({"created", "deleted"})
+# [GUESS] A draft younger than this may be an envelope DocuSign is still creating and sending (our
+# POST asks for ``status: sent`` in one call): the lookup says "cannot tell now" instead of letting
+# the outbox send a second one. Older drafts are ignored.
+DRAFT_SETTLE_SECONDS = 300
+# [MEM] ``GET …/envelopes/{id}`` returns the custom fields only when asked (the spec's envelope has a
+# ``customFieldsUri``); ``include`` itself and ``custom_fields`` are [OK].
+STATUS_INCLUDE = "custom_fields"
 # Connect subscription (NOTES §5.1): the legacy per-envelope event lists exist in the 2021 spec;
 # the newer ``events`` list does not, so we do not send it.
 ENVELOPE_EVENTS = ("Sent", "Completed", "Declined", "Voided")
@@ -117,6 +150,22 @@ UNKNOWN_RECIPIENT_STATE = "waiting"
 # [MEM] DocuSign voids an envelope that passes its expiration date with this reason; such a void
 # is our "expired", not a cancellation.
 EXPIRED_VOID_REASONS = ("envelope has expired",)
+# No DocuSign envelope status means "DocuSign failed the envelope" [OK: the spec's envelope status
+# lists, 2021]: voided, declined and deleted are people's decisions, timedout is an expiry. So no
+# DocuSign state maps to our "error"; failures come as HTTP errors instead. ``deleted`` (the sender
+# removed or purged the envelope) is a cancellation.
+DELETED_REASON = "The envelope was deleted in DocuSign."
+# [OK] recipient ``autoresponded``: the signer's mailbox bounced DocuSign's e-mail. Still their
+# turn (the sender can correct the address), so it stays pending, with this reason.
+AUTORESPONDED_REASON = "DocuSign's e-mail to this signer bounced (auto-responded)."
+# When DocuSign says the envelope reached its final state, per DocuSign state [OK field names];
+# ``statusChangedDateTime`` when that field is absent.
+COMPLETED_AT_FIELDS = {
+    "completed": "completedDateTime",
+    "declined": "declinedDateTime",
+    "voided": "voidedDateTime",
+    "deleted": "deletedDateTime",
+}
 
 # DocuSign error codes whose meaning is clearer than their HTTP status (NOTES §4; names [MEM]
 # except Hourly_Envelope_Polling_Limit_Exceeded [OK]). Compared case-insensitively.
@@ -275,9 +324,15 @@ def signer_statuses(recipients):
             provider_ref=str(recipient.get("recipientId") or ""),
             email=(recipient.get("email") or "").strip(),
             changed_at=parse_datetime(changed),
-            reason=recipient.get("declinedReason") or "",
+            reason=_recipient_reason(recipient),
         ))
     return tuple(result)
+
+
+def _recipient_reason(recipient):
+    if (recipient.get("status") or "").lower() == "autoresponded":
+        return AUTORESPONDED_REASON
+    return recipient.get("declinedReason") or ""
 
 
 def envelope_reference(envelope_data):
@@ -289,8 +344,29 @@ def envelope_reference(envelope_data):
     return ""
 
 
+def completed_at(envelope_data, state):
+    """When DocuSign says the envelope became final (naive UTC), or None while it is in progress."""
+    if state not in REQUEST_FINAL_STATES:
+        return None
+    field = COMPLETED_AT_FIELDS.get((envelope_data.get("status") or "").lower())
+    return parse_datetime(envelope_data.get(field) if field else None) or parse_datetime(
+        envelope_data.get("statusChangedDateTime"))
+
+
+def _was_started(envelope_data):
+    """True for an envelope that went out to its signers (whatever happened since)."""
+    status = (envelope_data.get("status") or "").lower()
+    return status not in NOT_STARTED_STATES or bool(envelope_data.get("sentDateTime"))
+
+
+def _created_at(envelope_data):
+    """When DocuSign created the envelope (naive UTC); the distant past when it does not say."""
+    return (parse_datetime(envelope_data.get("createdDateTime"))
+            or parse_datetime(envelope_data.get("statusChangedDateTime")) or datetime.datetime.min)
+
+
 def build_status(envelope_id, envelope_data, recipients):
-    """Our :class:`EnvelopeStatus` from the envelope object and its recipients."""
+    """Our :class:`EnvelopeStatus` from the envelope object and its recipients (status read or Connect)."""
     envelope_data = envelope_data or {}
     provider_state = (envelope_data.get("status") or "").lower()
     voided_reason = envelope_data.get("voidedReason") or ""
@@ -299,9 +375,13 @@ def build_status(envelope_id, envelope_data, recipients):
     reason = voided_reason
     if state == "refused":
         reason = next((s.reason for s in signers if s.state == "refused" and s.reason), reason)
+    elif provider_state == "deleted":
+        reason = reason or DELETED_REASON
     return EnvelopeStatus(provider_ref=envelope_id, state=state, signers=signers,
                           provider_state=provider_state, reason=reason,
-                          raw={"envelope": envelope_data, "recipients": recipients or {}})
+                          raw={"envelope": envelope_data, "recipients": recipients or {}},
+                          completed_at=completed_at(envelope_data, state),
+                          reference=envelope_reference(envelope_data))
 
 
 class DocuSignClient(ProviderClient):
@@ -386,6 +466,9 @@ class DocuSignClient(ProviderClient):
         except ProviderError as error:
             if error.status_code in (400, 401, 403):
                 raise self._token_error(error) from error
+            # The transport flags a failed POST as "may have acted"; a token request creates
+            # nothing that could be sent twice, so a send failing here certainly sent nothing.
+            error.outcome_unknown = False
             raise
         token = data.get("access_token") if isinstance(data, dict) else None
         if not token:
@@ -485,16 +568,23 @@ class DocuSignClient(ProviderClient):
         raise AssertionError("unreachable")
 
     def _api_json(self, method, path, **kwargs):
+        """An authenticated call answering a JSON object.
+
+        An unreadable 2xx answer to a call that changes something means DocuSign did act: the
+        error says so with ``outcome_unknown``.
+        """
         response = self._api(method, path, **kwargs)
         if response.status_code == 204 or not response.content:
             return {}
+        acted = method.upper() not in IDEMPOTENT_METHODS
         try:
             data = response.json()
         except ValueError as exc:
             raise self._error("protocol", f"{method} {path} did not answer JSON",
-                              status_code=response.status_code) from exc
+                              status_code=response.status_code, outcome_unknown=acted) from exc
         if not isinstance(data, dict):
-            raise self._error("protocol", f"{method} {path} answered an unexpected JSON value")
+            raise self._error("protocol", f"{method} {path} answered an unexpected JSON value",
+                              status_code=response.status_code, outcome_unknown=acted)
         return data
 
     @staticmethod
@@ -552,6 +642,12 @@ class DocuSignClient(ProviderClient):
             if (email.lower(), signer.role) in seen:
                 raise rejected(f"{email} appears twice")
             seen.add((email.lower(), signer.role))
+        if not (envelope.reference or "").strip():
+            raise self._error("config", "the envelope has no reference to give DocuSign")
+        if len(envelope.reference) > REFERENCE_MAX:
+            # Cut short, it could not find the envelope again; DocuSign keeps at most this much.
+            raise rejected(f"our reference {envelope.reference[:20]}… is longer than the "
+                           f"{REFERENCE_MAX} characters a DocuSign custom field holds")
         if not envelope.callback_url:
             raise self._error("config", "no callback URL for DocuSign Connect notifications")
         if not self.hmac_secrets:
@@ -603,22 +699,31 @@ class DocuSignClient(ProviderClient):
         return body
 
     def send(self, envelope):
+        """Create and send the envelope in one ``POST …/envelopes`` (``status: sent``).
+
+        Only a failure of that POST can leave an envelope behind: logging in and finding the
+        account come first and fail with ``outcome_unknown`` False; the POST's own errors keep
+        the transport's verdict (timeout, 5xx, lost answer: unknown; refused, 4xx, 429: not sent).
+        """
         self._check_credentials()
         body = self.build_envelope_definition(envelope)
+        self._rest_transport()
+        self._token()
         try:
             data = self._api_json("POST", "/envelopes", json=body)
         except ProviderError as error:
-            if error.kind not in ("timeout", "unavailable", "protocol"):
+            if not error.outcome_unknown:
                 raise
             raise ProviderError(
                 error.kind, f"creating the DocuSign envelope failed ({error.detail}); it is unknown "
-                "whether DocuSign created and sent it. Check in DocuSign (custom field "
-                f"{REFERENCE_FIELD}={envelope.reference}) before sending again.",
+                "whether DocuSign created and sent it (envelope custom field "
+                f"{REFERENCE_FIELD}={envelope.reference}).",
                 status_code=error.status_code, provider=PROVIDER_LABEL, retry_after=error.retry_after,
-                body=error.body) from error
+                body=error.body, outcome_unknown=True) from error
         envelope_id = data.get("envelopeId")
         if not envelope_id:
-            raise self._error("protocol", "DocuSign created an envelope but returned no envelopeId")
+            raise self._error("protocol", "DocuSign created an envelope but returned no envelopeId",
+                              outcome_unknown=True)
         signers = []
         for entry in body["recipients"]["signers"]:
             first = entry["routingOrder"] == CLIENT_ROUTING_ORDER
@@ -627,10 +732,97 @@ class DocuSignClient(ProviderClient):
                                         provider_ref=entry["recipientId"], email=entry["email"]))
         return SendResult(provider_ref=envelope_id, signers=tuple(signers), raw=data)
 
+    # ------------------------------------------------------------------ finding by our reference
+
+    can_find_by_reference = True
+
+    def find_by_reference(self, reference):
+        """The started envelope this user sent with our ``reference``, or None (see module doc).
+
+        Several started envelopes (a send repeated after a lookup that missed) give the latest,
+        with a warning naming the others so that someone voids them.
+        """
+        reference = (reference or "").strip()
+        if not reference:
+            raise self._error("config", "no reference to look for in DocuSign")
+        listed = self._list_by_reference(reference)
+        started = [e for e in listed if _was_started(e)]
+        if not started:
+            self._skip_drafts(reference, listed)
+            return None
+        started.sort(key=_created_at)
+        chosen = started[-1]
+        envelope_id = chosen["envelopeId"]
+        warnings = ()
+        if len(started) > 1:
+            others = ", ".join(e["envelopeId"] for e in started[:-1])
+            warnings = (f"DocuSign has {len(started)} envelopes for reference {reference}; following the "
+                        f"latest ({envelope_id}). Void the others in DocuSign: {others}.",)
+        recipients = self._api_json("GET", self._envelope_path(envelope_id, "/recipients"))
+        return SendResult(provider_ref=envelope_id, signers=signer_statuses(recipients), raw=chosen,
+                          warnings=warnings)
+
+    def _list_by_reference(self, reference):
+        """Every listed envelope whose custom field is exactly ``reference``, all pages read."""
+        since = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=FIND_LOOKBACK_DAYS)
+        params = {
+            "from_date": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "custom_field": f"{REFERENCE_FIELD}={reference}",
+            "include": "custom_fields",
+            "user_filter": FIND_USER_FILTER,
+            "count": str(FIND_PAGE_SIZE),
+        }
+        found, start = [], 0
+        for _page in range(FIND_MAX_PAGES):
+            data = self._api_json("GET", "/envelopes", params=dict(params, start_position=str(start)))
+            envelopes, total = self._listing_page(data)
+            found.extend(e for e in envelopes if self._listed_reference(e) == reference)
+            start += len(envelopes)
+            if not envelopes or start >= total:
+                return found
+        raise self._error("protocol", f"DocuSign lists more than {FIND_PAGE_SIZE * FIND_MAX_PAGES} "
+                          f"envelopes for reference {reference}; cannot tell which one is ours")
+
+    def _listing_page(self, data):
+        """``(envelopes, totalSetSize)`` of one ``envelopesInformation`` page, or a protocol error."""
+        envelopes = data.get("envelopes")
+        if envelopes is None and "resultSetSize" not in data:
+            raise self._error("protocol", "DocuSign's envelope list has neither envelopes nor a result size")
+        envelopes = envelopes or []
+        try:
+            total = int(data.get("totalSetSize") or len(envelopes))
+        except (TypeError, ValueError) as exc:
+            raise self._error("protocol", "DocuSign's envelope list has an unreadable totalSetSize") from exc
+        if not isinstance(envelopes, list) or not all(
+                isinstance(e, dict) and e.get("envelopeId") for e in envelopes):
+            raise self._error("protocol", "DocuSign's envelope list holds entries without an envelopeId")
+        return envelopes, total
+
+    def _listed_reference(self, envelope_data):
+        """Our reference on a listed envelope; a listing without custom fields cannot be judged."""
+        if not isinstance(envelope_data.get("customFields"), dict):
+            raise self._error("protocol", f"DocuSign listed envelope {envelope_data['envelopeId']} without "
+                              "its custom fields; cannot tell whether it is ours")
+        return envelope_reference(envelope_data)
+
+    def _skip_drafts(self, reference, listed):
+        """Ignore our drafts that never went out; a draft too young to judge means "cannot tell now"."""
+        now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        for envelope_data in listed:
+            age = (now - _created_at(envelope_data)).total_seconds()
+            if (envelope_data.get("status") or "").lower() == "created" and age < DRAFT_SETTLE_SECONDS:
+                raise self._error(
+                    "unavailable", f"DocuSign has a draft envelope {envelope_data['envelopeId']} for "
+                    f"reference {reference}, created {int(age)} s ago: it may still be on its way to the "
+                    "signers. Look again later.", retry_after=DRAFT_SETTLE_SECONDS - max(age, 0))
+            _logger.info("DocuSign envelope %s for reference %s never went out (%s): ignored",
+                         envelope_data["envelopeId"], reference, envelope_data.get("status"))
+
     # ------------------------------------------------------------------ status
 
     def get_status(self, provider_ref):
-        envelope_data = self._api_json("GET", self._envelope_path(provider_ref))
+        envelope_data = self._api_json("GET", self._envelope_path(provider_ref),
+                                       params={"include": STATUS_INCLUDE})
         recipients = self._api_json("GET", self._envelope_path(provider_ref, "/recipients"))
         return build_status(provider_ref, envelope_data, recipients)
 
@@ -719,20 +911,13 @@ class DocuSignClient(ProviderClient):
         else:
             dedup_key = body_digest(body if isinstance(body, bytes) else str(body).encode())
         status = None
-        hints = {}
         if summary and summary.get("status"):
+            # Without recipients (not in includeData) the signer part is simply empty.
             recipients = summary.get("recipients") if isinstance(summary.get("recipients"), dict) else None
             status = build_status(envelope_id, summary, recipients)
-            if recipients is None:
-                # Without recipients the signer part is unknown; keep the envelope state only.
-                status = EnvelopeStatus(provider_ref=envelope_id, state=status.state, signers=(),
-                                        provider_state=status.provider_state, reason=status.reason,
-                                        raw=status.raw)
-            reference = envelope_reference(summary)
-            if reference:
-                hints["reference"] = reference
-        if data.get("recipientId"):
-            hints["recipient_id"] = str(data["recipientId"])
+        hints = {"recipient_id": str(data["recipientId"])} if data.get("recipientId") else None
+        # Our reference rides in envelopeSummary.customFields.textCustomFields (connect.schema-v2.json),
+        # present because we ask for includeData custom_fields.
         return [Notification(dedup_key=dedup_key, event_type=event, provider_ref=envelope_id,
                              occurred_at=parse_datetime(generated), status=status, payload=message,
-                             hints=hints or None)]
+                             hints=hints, reference=envelope_reference(summary))]

@@ -145,14 +145,14 @@ class HttpTransport:
                 if can_retry:
                     self._wait(attempt, None)
                     continue
-                raise error from exc
+                raise error from None  # the requests exception names the full URL, query included
             except requests.exceptions.Timeout as exc:
                 error = ProviderError("timeout", f"no answer to {shown} in time", provider=self.provider,
                                       outcome_unknown=changes)
                 if can_retry and may_retry_any:
                     self._wait(attempt, None)
                     continue
-                raise error from exc
+                raise error from None  # the requests exception names the full URL, query included
             except requests.exceptions.ConnectionError as exc:
                 # Refused before connecting: the provider certainly did not get it, a POST may be
                 # retried. Reset after connecting: it may have arrived, so only idempotent calls.
@@ -162,10 +162,10 @@ class HttpTransport:
                 if can_retry and (may_retry_any or never_connected):
                     self._wait(attempt, None)
                     continue
-                raise error from exc
+                raise error from None  # the requests exception names the full URL, query included
             except requests.exceptions.RequestException as exc:
                 raise ProviderError("protocol", f"{shown} failed: {type(exc).__name__}", provider=self.provider,
-                                    outcome_unknown=changes) from exc
+                                    outcome_unknown=changes) from None
 
             status = response.status_code
             if status in expected:

@@ -18,7 +18,26 @@ mode, the representative in central mode) - that person needs no Signi account.
 
 Webhooks (NOTES §4): registered per contract (one URL per outcome) and **not signed**. We therefore
 hand Signi URLs carrying an unguessable per-request token (``envelope.callback_url`` already holds
-``?token=...``; we add ``&event=completed|rejected|expired``). See :meth:`SigniClient.verify_webhook`.
+``?token=...``; we add ``&event=completed|rejected|expired&ref=<our reference>``). See
+:meth:`SigniClient.verify_webhook`. Because nothing proves who wrote the *body*, its claims (state,
+rejection message) are never applied: :meth:`SigniClient.parse_webhook` returns notifications without
+a ``status``, and the core reads the contract from Signi's API with our key before acting.
+
+Our reference (outbox, NOTES §3.1/§4):
+
+* **Sent** as the contract's ``number`` ("Contract number", a free string: [2nd], the proxy's schema;
+  the only field of the create call that holds a value of ours - no external id, metadata or tags
+  exist there) and as the ``ref`` query parameter of every callback URL (Signi keeps the query
+  string we register [OK]; its callback body carries only ``contract_id``, ``state``, ``file``,
+  ``attachments``, ``message`` [OK]/[2nd]). Notifications therefore name it; the contract detail
+  does only if Signi echoes ``number`` there ([GUESS]: the proxy's detail shows no ``number``).
+* **No look-up by reference**: none of our sources shows a call that lists or searches contracts
+  (Signi's help examples and the Make modules quoted in NOTES [OK]: create, get one by id, download,
+  history, delete; the proxy's swagger [2nd]: detail by id only; third-party clients [GUESS]: the
+  same). The only read is ``GET /contract/{contract_id}``, and the id is what a lost answer loses.
+  So :attr:`SigniClient.can_find_by_reference` stays False (confidence: medium - Signi's own endpoint
+  reference was not available). After a send whose outcome is unknown, someone must look in the
+  Signi workspace for a contract numbered with our reference before it is sent again.
 """
 import datetime
 import json
@@ -26,10 +45,11 @@ import logging
 import re
 import time
 import urllib.parse
+import zoneinfo
 
-from .base import (Document, EnvelopeStatus, Notification, ProviderClient, ProviderError, SendResult,
-                   SignerStatus, WebhookAuthError, WebhookMalformed, body_digest)
-from .http import HttpTransport, default_error_detail
+from .base import (REQUEST_FINAL_STATES, Document, EnvelopeStatus, Notification, ProviderClient,
+                   ProviderError, SendResult, SignerStatus, WebhookAuthError, WebhookMalformed, body_digest)
+from .http import HttpTransport, default_error_detail, redact_url
 
 _logger = logging.getLogger(__name__)
 
@@ -72,6 +92,10 @@ DERIVE_CZ_COMPANY_ID = True
 # --- webhooks (NOTES §4) --------------------------------------------------------------------------
 WEBHOOK_EVENTS = ("completed", "rejected", "expired")
 EVENT_QUERY_PARAM = "event"  # what we add to the callback URL for each outcome (our design)
+# Our Envelope.reference in every callback URL (our design): Signi keeps the query string [OK S8]
+# and its callback body has no field of ours. Only as trustworthy as the token next to it.
+REFERENCE_QUERY_PARAM = "ref"
+REFERENCE_MAX_LENGTH = 128  # a longer "ref" in a callback is not ours: ignored
 TOKEN_QUERY_PARAM = "token"
 # Plausible form of our per-request token (Odoo: secrets.token_urlsafe(32) -> 43 url-safe chars).
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
@@ -102,6 +126,15 @@ CANCEL_PATH = "/contract/{contract_id}"
 PEOPLE_KEYS = ("people", "signatories", "signers")
 SIGNER_STATE_KEYS = ("state", "status", "signature_state")
 
+# [GUESS] NOTES §3.4: the detail's shape is unknown. The proxy's detail has ``modified``; once the
+# contract is final nothing changes it any more, so it is taken as the completion date. Its format is
+# unknown too: ISO 8601 with an offset is converted to UTC; a naive "YYYY-MM-DD HH:MM:SS" is read in
+# MODIFIED_NAIVE_TIMEZONE (Signi is a Czech service).
+COMPLETED_AT_FIELD = "modified"
+MODIFIED_NAIVE_TIMEZONE = "Europe/Prague"
+# [GUESS] Whether the detail echoes our ``number`` is unknown; read it where present.
+REFERENCE_FIELD = "number"
+
 # ONE table: Signi's states -> ours (NOTES §3.4 [OK] for the contract states; signer states [GUESS]).
 STATUS_MAP = {
     "contract": {
@@ -124,9 +157,10 @@ STATUS_MAP = {
         "rejected": "refused",
     },
 }
-UNKNOWN_CONTRACT_STATE = "sent"  # an unlisted state must not look final
+# Signi documents no failure state (NOTES §3.4: pending, completed, rejected, expired), so nothing
+# maps to our "error". An unlisted state must not look final: the request stays open and is polled.
+UNKNOWN_CONTRACT_STATE = "sent"
 UNKNOWN_SIGNER_STATE = "waiting"
-EVENT_TO_STATE = {"completed": "signed", "rejected": "refused", "expired": "expired"}
 
 
 def signi_error_detail(response):
@@ -144,12 +178,15 @@ def signi_error_detail(response):
     return detail
 
 
-def event_url(callback_url, event):
-    """Our callback URL for one outcome: the same URL (token kept) plus ``event=<outcome>``."""
+def event_url(callback_url, event, reference=""):
+    """Our callback URL for one outcome: the same URL (token kept) plus ``event=<outcome>`` and,
+    since Signi's callback body names nothing of ours, ``ref=<our reference>``."""
     parts = urllib.parse.urlsplit(callback_url)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-             if k != EVENT_QUERY_PARAM]
+    ours = (EVENT_QUERY_PARAM, REFERENCE_QUERY_PARAM)
+    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
     query.append((EVENT_QUERY_PARAM, event))
+    if reference:
+        query.append((REFERENCE_QUERY_PARAM, reference))
     return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
 
 
@@ -169,6 +206,29 @@ def _cz_company_id(vat):
 
 def _now_utc():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+def _naive_zone():
+    try:
+        return zoneinfo.ZoneInfo(MODIFIED_NAIVE_TIMEZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):  # no tz database: better UTC than nothing
+        return datetime.timezone.utc
+
+
+def parse_signi_datetime(value):
+    """A date of Signi's (format unknown, see COMPLETED_AT_FIELD) as naive UTC, or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_naive_zone())
+    return parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
 
 
 class SigniClient(ProviderClient):
@@ -301,10 +361,18 @@ class SigniClient(ProviderClient):
                       + [self._person(s, orders[s.sequence]) for s in signers],
         }
         if envelope.callback_url:
-            data["webhooks"] = [{"state": e, "url": event_url(envelope.callback_url, e)} for e in WEBHOOK_EVENTS]
+            data["webhooks"] = [{"state": e, "url": event_url(envelope.callback_url, e, envelope.reference)}
+                                for e in WEBHOOK_EVENTS]
         return data, filename
 
     def send(self, envelope):
+        """One multipart call creates, uploads and starts the contract (NOTES §3.1).
+
+        There is no draft step, so nothing is ever left half-made to clean up: ``outcome_unknown`` is
+        exactly the transport's verdict on that one POST (timeout, 5xx, lost answer: True; refused
+        connection, 4xx, 429: False), and True when Signi answered 2xx without a usable
+        ``contract_id`` (it did create something we cannot name).
+        """
         self._check_key()
         data, filename = self.build_data(envelope)
         files = {
@@ -314,16 +382,14 @@ class SigniClient(ProviderClient):
         try:
             created = self._json("POST", CREATE_PATH, params=CREATE_QUERY, files=files)
         except ProviderError as error:
-            if error.kind in ("timeout", "unavailable", "protocol"):
-                raise ProviderError(
-                    error.kind, f"sending the contract to Signi failed ({error.detail}); it is unknown "
-                    "whether Signi created it and e-mailed the signers. Check the workspace before "
-                    "sending again.", status_code=error.status_code, provider=PROVIDER_LABEL,
-                    retry_after=error.retry_after, body=error.body) from error
+            if error.outcome_unknown:
+                raise self._unknown_outcome(error, envelope.reference) from error
             raise
         contract_id = created.get("contract_id") if isinstance(created, dict) else None
-        if contract_id in (None, "") or not str(contract_id).isdigit():
-            raise self._error("protocol", "Signi created the contract but returned no contract_id")
+        if contract_id in (None, "") or isinstance(contract_id, bool) or not str(contract_id).isdigit():
+            raise self._error("protocol", "Signi created the contract but returned no contract_id; look "
+                              f"for contract number {envelope.reference} in the Signi workspace",
+                              outcome_unknown=True)
         links = {}
         for item in created.get("notifications") or ():
             if isinstance(item, dict) and item.get("email"):
@@ -334,6 +400,18 @@ class SigniClient(ProviderClient):
                          signing_url=links.get(s.email.strip().lower(), ""))
             for s in envelope.ordered_signers())
         return SendResult(provider_ref=str(contract_id), signers=signers, raw=created)
+
+    @staticmethod
+    def _unknown_outcome(error, reference):
+        """The transport's error, worded for a contract that Signi may have created and e-mailed."""
+        return ProviderError(
+            error.kind, f"sending the contract to Signi failed ({error.detail}); it is unknown whether "
+            f"Signi created it and e-mailed the signers. Look for contract number {reference} in the "
+            "Signi workspace before sending again.", status_code=error.status_code,
+            provider=PROVIDER_LABEL, retry_after=error.retry_after, body=error.body, outcome_unknown=True)
+
+    # find_by_reference(): Signi has no list or search call (module docstring), so the base class's
+    # "config" error stands and can_find_by_reference stays False.
 
     # ------------------------------------------------------------------ status
 
@@ -364,19 +442,40 @@ class SigniClient(ProviderClient):
         if not isinstance(data, dict) or not isinstance(data.get("state"), str):
             raise self._error("protocol", f"Signi's contract {contract_id} answer has no state")
         provider_state = data["state"]
-        state = STATUS_MAP["contract"].get(provider_state.lower(), UNKNOWN_CONTRACT_STATE)
-        return EnvelopeStatus(provider_ref=contract_id, state=state, provider_state=provider_state,
-                              signers=self._map_signers(data, state), reason=str(data.get("message") or ""),
-                              raw=data)
+        state = STATUS_MAP["contract"].get(provider_state.lower())
+        if state is None:
+            _logger.warning("Signi: contract %s is in the undocumented state %r; treated as %r",
+                            contract_id, provider_state[:40], UNKNOWN_CONTRACT_STATE)
+            state = UNKNOWN_CONTRACT_STATE
+        final = state in REQUEST_FINAL_STATES
+        reference = data.get(REFERENCE_FIELD)
+        return EnvelopeStatus(
+            provider_ref=contract_id, state=state, provider_state=provider_state,
+            signers=self._map_signers(data, state), raw=data,
+            # Signi's reason for a rejection comes in ``message`` (NOTES §4 [2nd]).
+            reason=str(data.get("message") or "") if final else "",
+            completed_at=parse_signi_datetime(data.get(COMPLETED_AT_FIELD)) if final else None,
+            reference=reference.strip() if isinstance(reference, str) else "")
 
     # ------------------------------------------------------------------ downloads
 
+    def _on_signi_host(self, url):
+        """True for an http(s) link on Signi's own host: our API key goes along, so never elsewhere."""
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return False
+        try:
+            host = urllib.parse.urlsplit(url).netloc.lower()
+        except ValueError:
+            return False
+        if host not in self.signed_link_hosts:
+            # The link's query is its credential (Signi's hash): never logged.
+            _logger.warning("Signi: ignoring a signed-document link on an unexpected host: %s", redact_url(url))
+            return False
+        return True
+
     def _hint_usable(self, hints):
         url = (hints or {}).get("signed_url")
-        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            return None
-        if urllib.parse.urlsplit(url).netloc.lower() not in self.signed_link_hosts:
-            _logger.warning("Signi: ignoring a signed-document link on an unexpected host: %s", url)
+        if not self._on_signi_host(url):
             return None
         received = hints.get("received_at")
         if received:
@@ -455,39 +554,64 @@ class SigniClient(ProviderClient):
 
     def parse_webhook(self, headers, body, query):
         """One :class:`Notification` per call: ``{"contract_id", "state", "file", "attachments",
-        "message"}`` (NOTES §4). The outcome is final, so ``status`` is set from it; the signed
-        document's 10-minute link goes into ``hints["signed_url"]`` for an immediate download."""
+        "message"}`` (NOTES §4).
+
+        Signi does not sign the body, so nothing in it is applied: ``status`` is ``None`` and the core
+        reads the contract's state from Signi's API with our key. Kept: the event kind (body and URL
+        must agree), the contract id (the core checks it against the token's request), our reference
+        from the URL, and the signed document's 10-minute link as ``hints["signed_url"]`` - only when
+        it is on Signi's own host, and downloaded only if Signi's API then says the contract is done.
+        """
+        data = self._webhook_body(body)
+        contract_id = self._webhook_contract_id(data)
+        event = self._webhook_event(data, query)
+        hints = None
+        file_url = data.get("file")
+        if event == "completed" and file_url and self._on_signi_host(file_url):
+            hints = {"signed_url": file_url, "received_at": _now_utc().isoformat()}
+        raw = body if isinstance(body, bytes) else body.encode("utf-8")
+        return [Notification(dedup_key=f"signi:{contract_id}:{event}:{body_digest(raw)}", event_type=event,
+                             provider_ref=contract_id, occurred_at=_now_utc(), status=None, payload=data,
+                             hints=hints, reference=self._webhook_reference(query))]
+
+    @staticmethod
+    def _webhook_body(body):
         try:
             data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
         except (UnicodeDecodeError, ValueError) as exc:
             raise WebhookMalformed("Signi notification body is not JSON") from exc
         if not isinstance(data, dict):
             raise WebhookMalformed("Signi notification body is not an object")
+        return data
+
+    @staticmethod
+    def _webhook_contract_id(data):
         contract_id = data.get("contract_id")
         if isinstance(contract_id, bool) or not isinstance(contract_id, (int, str)) \
                 or not str(contract_id).strip().isdigit():
             raise WebhookMalformed("Signi notification without a contract_id")
-        contract_id = str(contract_id).strip()
+        return str(contract_id).strip()
+
+    @staticmethod
+    def _webhook_event(data, query):
+        """The outcome named by the body and/or the URL we registered for it; they must agree."""
         body_state = data.get("state")
         url_event = _query_value(query, EVENT_QUERY_PARAM)
         body_event = EVENT_ALIASES.get(body_state.lower()) if isinstance(body_state, str) else None
         url_event = EVENT_ALIASES.get(url_event.lower()) if isinstance(url_event, str) else None
         if body_state is not None and body_event is None:
-            raise WebhookMalformed(f"Signi notification with unknown state {body_state!r}")
+            raise WebhookMalformed(f"Signi notification with unknown state {str(body_state)[:40]!r}")
         if body_event and url_event and body_event != url_event:
-            raise WebhookMalformed(f"Signi notification says {body_state!r} on the {url_event!r} URL")
+            raise WebhookMalformed(f"Signi notification says {body_state[:40]!r} on the {url_event!r} URL")
         event = body_event or url_event
         if not event:
             raise WebhookMalformed("Signi notification without a state")
-        raw = body if isinstance(body, bytes) else body.encode("utf-8")
-        hints = None
-        file_url = data.get("file")
-        if event == "completed" and isinstance(file_url, str) and file_url:
-            hints = {"signed_url": file_url, "received_at": _now_utc().isoformat()}
-        reason = str(data.get("message") or "") if event == "rejected" else ""
-        status = EnvelopeStatus(provider_ref=contract_id, state=EVENT_TO_STATE[event],
-                                provider_state=body_state if isinstance(body_state, str) else event,
-                                reason=reason, raw=data)
-        return [Notification(dedup_key=f"signi:{contract_id}:{event}:{body_digest(raw)}", event_type=event,
-                             provider_ref=contract_id, occurred_at=_now_utc(), status=status, payload=data,
-                             hints=hints)]
+        return event
+
+    @staticmethod
+    def _webhook_reference(query):
+        """Our reference from the callback URL (``ref``), as trustworthy as the token beside it."""
+        value = _query_value(query, REFERENCE_QUERY_PARAM)
+        if not isinstance(value, str) or len(value) > REFERENCE_MAX_LENGTH:
+            return ""
+        return value.strip()

@@ -9,13 +9,19 @@ organisation (optionally restricted to a workspace), so individual and central m
 the API: the acting person is a *signer* we add, not a login. Sandbox and production keys differ.
 
 Flow (NOTES §3): ``POST /signature_requests`` (draft, ``ordered_signers: true``, ``external_id`` = our
-reference) → upload the PDF (multipart, ``nature=signable_document``) → add the signers one by one,
-client first, each with a signature field on the last page → ``POST …/activate``. If anything after the
-create fails, the draft is deleted (``DELETE`` is allowed for drafts, NOTES §3.7) and the error says
-what is left at Yousign. Status: ``GET /signature_requests/{id}`` + ``GET …/signers`` (for e-mails).
-Signed PDF: ``GET …/documents/download?version=completed``; evidence: ``GET …/audit_trails/download``
+reference, unchanged) → upload the PDF (multipart, ``nature=signable_document``) → add the signers one by
+one, client first, each with a signature field on the last page → ``POST …/activate``. Status:
+``GET /signature_requests/{id}`` + ``GET …/signers`` (for e-mails). Signed PDF:
+``GET …/documents/download?version=completed``; evidence: ``GET …/audit_trails/download``
 (``merge=true``: one PDF). Cancel: ``POST …/cancel`` with a reason from Yousign's enum; remind:
 ``POST …/signers/{id}/send_reminder`` for the signer whose turn it is.
+
+Outbox (``outcome_unknown``): a draft is never e-mailed to anyone, only activation sends. So when a
+step after the creation fails, the draft is deleted (``DELETE`` is allowed for drafts, NOTES §3.7)
+and the error promises "nothing left" only when that deletion is confirmed and activation certainly
+did not happen; a lost activation answer is settled by reading the request. ``find_by_reference``
+lists ``GET /signature_requests?external_id[eq]=<reference>`` (the spec's filter, operator ``eq``
+[OK]): an activated request is returned, drafts left behind are deleted.
 
 Webhooks (NOTES §4): one subscription per organisation (``POST /webhooks``), not per request. Each
 delivery carries ``X-Yousign-Signature-256: sha256=<hex HMAC-SHA256(secret_key, raw body)>``; the
@@ -32,13 +38,14 @@ import time
 import unicodedata
 import urllib.parse
 
-from .base import (Document, EnvelopeStatus, Notification, ProviderClient, ProviderError, SendResult,
-                   SignerStatus, WebhookAuthError, WebhookMalformed)
+from .base import (REQUEST_FINAL_STATES, Document, EnvelopeStatus, Notification, ProviderClient, ProviderError,
+                   SendResult, SignerStatus, WebhookAuthError, WebhookMalformed)
 from .http import HttpTransport
 
 _logger = logging.getLogger(__name__)
 
 PROVIDER_LABEL = "Yousign"
+ACTIVATE_STEP = "activate the signature request"
 
 # --- hosts (NOTES §1) [OK] -----------------------------------------------------------------------
 SANDBOX_URL = "https://api-sandbox.yousign.app/v3"
@@ -89,6 +96,7 @@ WEBHOOK_EVENTS = (
     "signature_request.activated", "signature_request.done", "signature_request.declined",
     "signature_request.canceled", "signature_request.expired", "signature_request.deleted",
     "signature_request.reactivated", "signer.notified", "signer.done", "signer.declined",
+    "signer.error",  # [OK] Yousign failed the signature and cancelled the request itself
 )
 
 # ONE table: Yousign's states -> ours (NOTES §3.5, values [OK] from the spec's enums).
@@ -110,7 +118,10 @@ STATUS_MAP = {
         "verified": "pending",  # identity checked, not signed yet
         "processing": "pending",
         "consent_given": "pending",
-        "error": "pending",  # [GUESS] a signing problem; still their turn as far as we know
+        # [OK] (docs, event signer.error): Yousign failed to apply the signature (internal error,
+        # e.g. a corrupted document) and cancelled the request. The signer neither signed nor
+        # refused, so they stay "pending"; the *request* becomes our "error" (FAILED_SIGNER_STATUSES).
+        "error": "pending",
         "signed": "signed",
         "declined": "refused",
         "aborted": "waiting",  # request cancelled/expired before their turn: they never acted
@@ -119,6 +130,40 @@ STATUS_MAP = {
 UNKNOWN_REQUEST_STATE = "sent"  # an unlisted status must not look final
 UNKNOWN_SIGNER_STATE = "waiting"
 REMINDABLE_SIGNER_STATUSES = ("notified",)  # the spec: reminders only for a ``notified`` signer [OK]
+
+# --- provider failures -> our "error" (NOTES §4.1 signer.error; Yousign docs) ---------------------
+# [OK] A signer in ``error`` means Yousign could not apply the signature and cancelled the request
+# automatically; no request status says so (the spec's enum has none), and no field carries a message,
+# so the reason is Yousign's documented explanation. It overrides only a non-final reading or the
+# ``canceled`` that follows, never signed / refused / expired.
+FAILED_SIGNER_STATUSES = ("error",)
+FAILURE_OVERRIDES_STATES = ("sent", "cancelled")
+SIGNER_ERROR_REASON = ("Yousign could not complete the signature of {who} because of an internal error "
+                       "during signing (the document may be corrupted) and cancelled the signature request")
+
+# --- completion date (EnvelopeStatus.completed_at) -----------------------------------------------
+# A signature request has no completion date [OK: none in the SignatureRequest schema]. Declined:
+# ``decline_information.declined_at`` [OK]; expired: ``expiration_date`` [OK]; webhooks: the event's
+# ``event_time`` [OK]. Done, read by get_status: the last signer's audit trail (JSON), field
+# ``signer.signature_process_completed_at`` [GUESS: only in the spec's example; the schema says
+# "object"]. One extra GET per completed read; switch off here if Yousign drops the field.
+COMPLETION_FROM_AUDIT_TRAIL = True
+
+# --- outbox: finding a request by our reference (NOTES §3.5; spec GET /signature_requests) ---------
+# [OK] the listing filters ``external_id[eq]=…`` (deepObject, operator ``eq`` only) and pages with a
+# cursor (``after``, ``meta.next_cursor``, ``limit`` 1..100).
+LOOKUP_PAGE_SIZE = 100
+LOOKUP_MAX_PAGES = 5  # ours: one reference has one or two requests; more means we cannot tell
+# Statuses only an activation can lead to [OK docs: cancel needs approval/ongoing; rejection, decline
+# and completion need invited people; the validity period runs from activation].
+STARTED_STATUSES = ("approval", "ongoing", "done", "declined", "rejected", "expired", "canceled")
+# ``deleted`` is ambiguous (drafts and finished requests can be deleted, ongoing ones cannot [OK]).
+# [GUESS] signers of a request never activated are all still ``initiated`` (notification happens on
+# activation), so a deleted request with any other signer status was started.
+NEVER_ACTIVATED_SIGNER_STATUSES = ("initiated",)
+# Our drafts are deleted for good (``permanent_delete=true`` [OK]): a soft-deleted draft stays listed
+# under our reference and could be reactivated from Yousign's app.
+DELETE_DRAFTS_PERMANENTLY = True
 
 
 # --- error bodies --------------------------------------------------------------------------------
@@ -223,6 +268,36 @@ def clean_external_id(reference):
     return re.sub(r"[^\w\-@.%+]", "-", reference or "", flags=re.ASCII)[:EXTERNAL_ID_MAX]
 
 
+def is_valid_external_id(reference):
+    """True when Yousign can keep ``reference`` as ``external_id`` unchanged.
+
+    It must come back unchanged in webhooks and the lookup: an altered value would match nothing.
+    """
+    return bool(reference) and clean_external_id(reference) == reference
+
+
+def was_activated(request_data):
+    """True when the signature request was activated (sent to its signers) at some point."""
+    status = (request_data or {}).get("status")
+    if status in STARTED_STATUSES:
+        return True
+    if status != "deleted":
+        return False
+    return any(isinstance(s, dict) and s.get("status") not in NEVER_ACTIVATED_SIGNER_STATUSES
+               for s in request_data.get("signers") or ())
+
+
+def completion_date(request_data):
+    """When the request reached its outcome, where the request itself says so (see the constants)."""
+    status = (request_data.get("status") or "").lower()
+    decline = request_data.get("decline_information")
+    if status == "declined" and isinstance(decline, dict):
+        return parse_datetime(decline.get("declined_at"))
+    if status == "expired":
+        return parse_datetime(request_data.get("expiration_date"))
+    return None
+
+
 def _filename_from_disposition(value):
     if not value:
         return ""
@@ -248,27 +323,44 @@ def signer_statuses(request_data, signers_data=None, decline=None):
         state = map_signer_state(status)
         info = full.get("info") or item.get("info") or {}
         declined_here = decline.get("signer_id") == item["id"]
+        email = (info.get("email") or "").strip()
+        reason = (decline.get("reason") or "") if declined_here else ""
+        if status in FAILED_SIGNER_STATUSES:
+            reason = SIGNER_ERROR_REASON.format(who=email or "a signer")
         result.append(SignerStatus(
             state=state,
             provider_ref=item["id"],
-            email=(info.get("email") or "").strip(),
+            email=email,
             changed_at=parse_datetime(decline.get("declined_at")) if declined_here else None,
-            reason=(decline.get("reason") or "") if declined_here else "",
+            reason=reason,
             signing_url=full.get("signature_link") or item.get("signature_link") or "",
         ))
     return tuple(result)
 
 
-def build_status(request_id, request_data, signers_data=None):
+def _failed_signer(request_data, signers):
+    """The signer Yousign failed (status ``error``), as our :class:`SignerStatus`, or ``None``."""
+    failed_ids = {s.get("id") for s in (request_data or {}).get("signers") or ()
+                  if isinstance(s, dict) and s.get("status") in FAILED_SIGNER_STATUSES}
+    return next((s for s in signers if s.provider_ref in failed_ids), None)
+
+
+def build_status(request_id, request_data, signers_data=None, completed_at=None):
     """Our :class:`EnvelopeStatus` from ``GET /signature_requests/{id}`` (+ ``…/signers``)."""
     request_data = request_data if isinstance(request_data, dict) else {}
     provider_state = (request_data.get("status") or "").lower()
     decline = request_data.get("decline_information")
     signers = signer_statuses(request_data, signers_data, decline)
+    state = map_request_state(provider_state)
     reason = (decline.get("reason") or "") if isinstance(decline, dict) else ""
-    return EnvelopeStatus(provider_ref=request_data.get("id") or request_id, state=map_request_state(provider_state),
+    failed = _failed_signer(request_data, signers)
+    if failed is not None and state in FAILURE_OVERRIDES_STATES:
+        state, reason = "error", failed.reason
+    return EnvelopeStatus(provider_ref=request_data.get("id") or request_id, state=state,
                           signers=signers, provider_state=provider_state, reason=reason,
-                          raw={"signature_request": request_data, "signers": signers_data or []})
+                          raw={"signature_request": request_data, "signers": signers_data or []},
+                          completed_at=completed_at or completion_date(request_data),
+                          reference=request_data.get("external_id") or "")
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -283,6 +375,7 @@ class YousignClient(ProviderClient):
     """
 
     code = "yousign"
+    can_find_by_reference = True  # GET /signature_requests?external_id[eq]=… [OK]
 
     def __init__(self, base_url=SANDBOX_URL, api_key="", webhook_secret=None, workspace_id="",
                  signature_level=DEFAULT_SIGNATURE_LEVEL, authentication_mode=DEFAULT_AUTHENTICATION_MODE,
@@ -328,7 +421,8 @@ class YousignClient(ProviderClient):
         except ProviderError:
             raise
         except Exception as exc:  # noqa: BLE001 - the contract is ProviderError only
-            raise self._error("protocol", f"{method} {path}: {exc}") from exc
+            # The type only: a library's message may quote the URL or the headers.
+            raise self._error("protocol", f"{method} {path}: {type(exc).__name__}") from exc
 
     @staticmethod
     def _path(*parts):
@@ -344,7 +438,7 @@ class YousignClient(ProviderClient):
             "ordered_signers": True,
             "signers_allowed_to_decline": True,  # refusal is part of our flow
             "timezone": self.timezone,
-            "external_id": clean_external_id(envelope.reference),
+            "external_id": self.external_id_for(envelope.reference),
             "audit_trail_locale": locale_for(envelope.language, AUDIT_TRAIL_LOCALES),
         }
         if envelope.message:
@@ -372,7 +466,15 @@ class YousignClient(ProviderClient):
             body["signature_authentication_mode"] = self.authentication_mode
         return body
 
+    def external_id_for(self, reference):
+        """``reference`` as Yousign's ``external_id``, unchanged, or a ``config`` error."""
+        if not is_valid_external_id(reference):
+            raise self._error("config", f"the reference {reference!r} cannot be Yousign's external_id "
+                                        f"(1 to {EXTERNAL_ID_MAX} letters, digits, _ - @ . % +)")
+        return reference
+
     def _check_envelope(self, envelope):
+        self.external_id_for(envelope.reference)
         signers = envelope.ordered_signers()
         if not signers:
             raise self._error("config", "the envelope has no signers")
@@ -388,19 +490,7 @@ class YousignClient(ProviderClient):
 
     def send(self, envelope):
         signers = self._check_envelope(envelope)
-        body = self.build_request_body(envelope)
-        try:
-            created = self._call("POST", "/signature_requests", body)
-        except ProviderError as error:
-            if error.kind in ("timeout", "unavailable", "protocol"):
-                # The POST may have been executed: say how to find the draft (a draft is never
-                # e-mailed to anyone, so it is harmless, but it should be deleted).
-                error.detail = (f"{error.detail}; a draft signature request with external_id "
-                                f"{body['external_id']} may exist at Yousign")
-            raise
-        request_id = (created or {}).get("id") if isinstance(created, dict) else None
-        if not request_id:
-            raise self._error("protocol", "Yousign's answer to the creation has no signature request id")
+        request_id = self._create_draft(self.build_request_body(envelope))
         step = "upload the document"
         added = []
         try:
@@ -416,14 +506,31 @@ class YousignClient(ProviderClient):
                 if not isinstance(data, dict) or not data.get("id"):
                     raise self._error("protocol", f"Yousign's answer to adding {signer.email} has no signer id")
                 added.append((signer, data))
-            step = "activate the signature request"
+            step = ACTIVATE_STEP
             activated = self._call("POST", self._path("signature_requests", request_id, "activate"))
         except ProviderError as error:
-            recovered = self._recover(request_id, step, error, added)
-            if recovered is not None:
-                return recovered
-            raise
+            return self._recover(request_id, step, error, added)
         return self._send_result(request_id, added, activated)
+
+    def _create_draft(self, body):
+        """``POST /signature_requests``; the new draft's id.
+
+        A draft is harmless (nobody is invited before activation), but one we cannot name is left
+        behind: the error then says so, and :meth:`find_by_reference` deletes it before a new send.
+        """
+        where = (f"a draft signature request with external_id {body['external_id']} may exist at "
+                 "Yousign (it is found by that id and deleted before sending again)")
+        try:
+            created = self._call("POST", "/signature_requests", body)
+        except ProviderError as error:
+            if error.outcome_unknown:
+                error.detail = f"{error.detail}; {where}"
+            raise
+        request_id = created.get("id") if isinstance(created, dict) else None
+        if not request_id:
+            raise self._error("protocol", f"Yousign's answer to the creation has no signature request id; {where}",
+                              outcome_unknown=True)
+        return request_id
 
     def _upload(self, request_id, document):
         filename = document.filename or "document.pdf"
@@ -439,7 +546,7 @@ class YousignClient(ProviderClient):
         except ValueError as exc:
             raise self._error("protocol", "Yousign's answer to the upload is not JSON") from exc
         except Exception as exc:  # noqa: BLE001
-            raise self._error("protocol", f"document upload: {exc}") from exc
+            raise self._error("protocol", f"document upload: {type(exc).__name__}") from exc
         if not isinstance(data, dict):
             raise self._error("protocol", "Yousign's answer to the upload is not an object")
         return data
@@ -458,27 +565,125 @@ class YousignClient(ProviderClient):
                           raw={"signature_request": activated or {"id": request_id}})
 
     def _recover(self, request_id, step, error, added):
-        """After a failed step: a timed-out activation may have worked (then it is a success);
-        otherwise delete the draft and raise an error that says what exists at Yousign."""
-        if step.startswith("activate") and error.kind in ("timeout", "unavailable", "protocol"):
-            try:
-                current = self._call("GET", self._path("signature_requests", request_id))
-            except ProviderError:
-                current = None
-            status = (current or {}).get("status") if isinstance(current, dict) else None
-            if status and status != "draft":
-                _logger.info("Yousign %s: activation answer lost but request is %s", request_id, status)
+        """After a failed step: return the result if Yousign activated the request after all,
+        otherwise delete the draft and raise ``error`` reworded, saying what is left at Yousign.
+
+        ``outcome_unknown`` is False only when the draft is confirmed gone: a deleted request cannot
+        be activated, and Yousign refuses to delete one that is ongoing, so nothing can be out.
+        """
+        if step == ACTIVATE_STEP and error.outcome_unknown:
+            current = self._read_request_or_none(request_id)
+            if current is not None and was_activated(current):
+                _logger.info("Yousign %s: the activation answer was lost, but the request is %s",
+                             request_id, current.get("status"))
                 return self._send_result(request_id, added, current)
-        try:
-            self.http.request("DELETE", self._path("signature_requests", request_id), headers=self._headers())
+        gone, current, cleanup_error = self._discard_draft(request_id)
+        if current is not None and was_activated(current):
+            _logger.info("Yousign %s: activated although %s failed", request_id, step)
+            return self._send_result(request_id, added, current)
+        if gone:
             left = f"the draft signature request {request_id} was deleted at Yousign"
-        except ProviderError as cleanup_error:
+        else:
             left = (f"the draft signature request {request_id} is still at Yousign and could not be "
-                    f"deleted ({cleanup_error.detail or cleanup_error.kind}); delete it in Yousign "
-                    f"before sending again")
+                    f"deleted ({cleanup_error.detail or cleanup_error.kind}); delete it in Yousign before "
+                    "sending again")
         raise ProviderError(error.kind, f"could not {step}: {error.detail or error.kind}; {left}",
                             status_code=error.status_code, provider=PROVIDER_LABEL,
-                            retry_after=error.retry_after, body=error.body) from error
+                            retry_after=error.retry_after, body=error.body,
+                            outcome_unknown=not gone) from error
+
+    def _read_request_or_none(self, request_id):
+        """``GET /signature_requests/{id}``, or ``None`` when the read fails (the caller decides)."""
+        try:
+            data = self._call("GET", self._path("signature_requests", request_id))
+        except ProviderError as error:
+            _logger.info("Yousign %s: status read failed (%s)", request_id, error.kind)
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _discard_draft(self, request_id):
+        """Delete a draft of ours; ``(gone, current, error)``.
+
+        ``gone`` is True only when Yousign confirms it (204, or a read that finds it deleted or no
+        more). When the deletion fails, ``current`` is the request as read then (``None`` if that
+        read failed too): Yousign refuses to delete an ongoing request, so it may show that an
+        activation went through after all. ``error`` is the deletion's failure.
+        """
+        path = self._path("signature_requests", request_id)
+        params = {"permanent_delete": "true"} if DELETE_DRAFTS_PERMANENTLY else None
+        try:
+            self.http.request("DELETE", path, headers=self._headers(), params=params)
+            return True, None, None
+        except ProviderError as error:
+            cleanup_error = error
+        # The deletion may have worked although its answer was lost (then a retried DELETE of a
+        # purged request answers 404): read what is there now.
+        try:
+            current = self._call("GET", path)
+        except ProviderError as error:
+            return error.kind == "not_found", None, cleanup_error
+        current = current if isinstance(current, dict) else None
+        gone = current is not None and current.get("status") == "deleted" and not was_activated(current)
+        return gone, current, cleanup_error
+
+    # ------------------------------------------------------------------ outbox look-up
+
+    def find_by_reference(self, reference):
+        """The activated signature request whose ``external_id`` is ``reference``, or ``None``.
+
+        Drafts found under the reference (left by a send that failed midway) are deleted first, so a
+        new send cannot meet them; if one cannot be deleted, we cannot tell and raise.
+        """
+        external_id = self.external_id_for(reference)
+        found = [r for r in self._list_by_external_id(external_id) if r.get("external_id") == external_id]
+        started = [r for r in found if was_activated(r)]
+        for draft in (r for r in found if r.get("status") == "draft"):
+            current = self._discard_found_draft(draft)
+            if current is not None:
+                started.append(current)
+        if not started:
+            return None
+        chosen = max(started, key=lambda r: r.get("created_at") or "")
+        if len(started) > 1:
+            _logger.warning("Yousign: %d activated signature requests carry external_id %s; using %s",
+                            len(started), external_id, chosen["id"])
+        signers_data = self._call("GET", self._path("signature_requests", chosen["id"], "signers"))
+        signers_data = signers_data if isinstance(signers_data, list) else []
+        return SendResult(provider_ref=chosen["id"], signers=signer_statuses(chosen, signers_data),
+                          raw={"signature_request": chosen, "signers": signers_data})
+
+    def _discard_found_draft(self, draft):
+        """Delete a draft met by the look-up; the request if it turned out activated, else ``None``."""
+        gone, current, cleanup_error = self._discard_draft(draft["id"])
+        if gone:
+            _logger.info("Yousign %s: deleted a draft left behind for external_id %s", draft["id"],
+                         draft.get("external_id"))
+            return None
+        if current is not None and was_activated(current):
+            return current
+        raise ProviderError(cleanup_error.kind,
+                            f"a draft signature request {draft['id']} is left at Yousign for this reference "
+                            f"and could not be deleted ({cleanup_error.detail or cleanup_error.kind}); "
+                            "cannot tell yet whether it will be sent", status_code=cleanup_error.status_code,
+                            provider=PROVIDER_LABEL, retry_after=cleanup_error.retry_after) from cleanup_error
+
+    def _list_by_external_id(self, external_id):
+        """Every signature request listed under ``external_id`` (all pages, or raise)."""
+        params = {"external_id[eq]": external_id, "limit": LOOKUP_PAGE_SIZE}
+        found = []
+        for _page in range(LOOKUP_MAX_PAGES):
+            data = self._call("GET", "/signature_requests", params=params)
+            items = data.get("data") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise self._error("protocol", "Yousign's list of signature requests has no data")
+            found.extend(item for item in items if isinstance(item, dict) and item.get("id"))
+            meta = data.get("meta")
+            cursor = meta.get("next_cursor") if isinstance(meta, dict) else None
+            if not cursor:
+                return found
+            params = {**params, "after": cursor}
+        raise self._error("protocol", f"more than {LOOKUP_MAX_PAGES * LOOKUP_PAGE_SIZE} signature requests "
+                                      f"carry external_id {external_id}: cannot tell which one is ours")
 
     # ------------------------------------------------------------------ status
 
@@ -489,7 +694,29 @@ class YousignClient(ProviderClient):
         signers_data = self._call("GET", self._path("signature_requests", provider_ref, "signers"))
         if not isinstance(signers_data, list):
             signers_data = []
-        return build_status(provider_ref, request_data, signers_data)
+        completed_at = None
+        if request_data["status"].lower() == "done" and COMPLETION_FROM_AUDIT_TRAIL:
+            completed_at = self._completed_at_from_audit_trail(provider_ref, request_data)
+        return build_status(provider_ref, request_data, signers_data, completed_at=completed_at)
+
+    def _completed_at_from_audit_trail(self, provider_ref, request_data):
+        """When the last signer finished signing, from their audit trail (see the constant).
+
+        Signers sign in the order they were added (``ordered_signers``), so the last one listed
+        completed the request. The date is a detail: a failed read costs it, not the status.
+        """
+        listed = [s for s in request_data.get("signers") or () if isinstance(s, dict) and s.get("id")]
+        if not listed:
+            return None
+        path = self._path("signature_requests", provider_ref, "signers", listed[-1]["id"], "audit_trails")
+        try:
+            trail = self._call("GET", path)
+        except ProviderError as error:
+            _logger.info("Yousign %s: no completion date, the audit trail read failed (%s)", provider_ref,
+                         error.kind)
+            return None
+        signer = trail.get("signer") if isinstance(trail, dict) else None
+        return parse_datetime(signer.get("signature_process_completed_at")) if isinstance(signer, dict) else None
 
     # ------------------------------------------------------------------ documents
 
@@ -501,7 +728,7 @@ class YousignClient(ProviderClient):
         except ProviderError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise self._error("protocol", f"download: {exc}") from exc
+            raise self._error("protocol", f"download: {type(exc).__name__}") from exc
         if not response.content:
             raise self._error("protocol", f"Yousign sent an empty file for {path}")
         mimetype = (response.headers.get("Content-Type") or "application/pdf").split(";")[0].strip()
@@ -621,27 +848,37 @@ class YousignClient(ProviderClient):
         request_data = payload.get("signature_request")
         request_data = request_data if isinstance(request_data, dict) else {}
         provider_ref = request_data.get("id") or ""
+        occurred_at = parse_datetime(data.get("event_time"))
+        # Only an activated request names our reference: the events of a draft we deleted after a
+        # failed send (``signature_request.deleted``) must not reach the request that sends again.
+        reference = (request_data.get("external_id") or "") if was_activated(request_data) else ""
         status = None
         if provider_ref and request_data.get("status"):
-            status = self._status_from_event(request_data, payload.get("signer"))
+            status = self._status_from_event(request_data, payload.get("signer"), occurred_at, reference)
         return [Notification(
             dedup_key=f"yousign:{event_id}",
             event_type=event_name,
             provider_ref=provider_ref,
-            occurred_at=parse_datetime(data.get("event_time")),
+            occurred_at=occurred_at,
             status=status,
             payload=data,
+            reference=reference,
         )]
 
     @staticmethod
-    def _status_from_event(request_data, signer_data):
+    def _status_from_event(request_data, signer_data, occurred_at, reference):
         """What the event alone says: the request's status, its signers' ``{id, status}`` if listed,
-        and the event's signer (with e-mail) for ``signer.*`` events."""
+        and the event's signer (with e-mail) for ``signer.*`` events. An event that brings an outcome
+        dates it (``event_time`` is when it happened, constant across retries)."""
         signer_data = signer_data if isinstance(signer_data, dict) and signer_data.get("id") else None
         listed = [s for s in request_data.get("signers") or () if isinstance(s, dict) and s.get("id")]
         if signer_data:
             listed = [s for s in listed if s["id"] != signer_data["id"]] + [signer_data]
         status = build_status(request_data["id"], {**request_data, "signers": listed},
                               [signer_data] if signer_data else None)
+        completed_at = status.completed_at
+        if completed_at is None and status.state in REQUEST_FINAL_STATES:
+            completed_at = occurred_at
         return EnvelopeStatus(provider_ref=status.provider_ref, state=status.state, signers=status.signers,
-                              provider_state=status.provider_state, reason=status.reason)
+                              provider_state=status.provider_state, reason=status.reason,
+                              completed_at=completed_at, reference=reference)

@@ -18,6 +18,11 @@ webhook key set, served at ``/jwks`` (``fake.jwks_url``). Rules (NOTES section i
 * ``GET …/files`` answers NDJSON (§4.6); completion produces ``SIGNED_CONTENT_FILE`` (the original
   bytes plus a marker), ``SIGNATURE_CARD`` (a PDF) and ``CONTENT_ARCHIVE`` (a ZIP).
 * reminders (§4.8): first 403 + ``X-Challenge``, then two assertions.
+* state rules: files and parties only on a draft (``initial_status``); DOCUMENT_SENT only from the
+  draft (and, with ``allow_send_after_withdrawal``, from WITHDRAWN); withdrawal from PROCESSING
+  (and the draft with ``allow_withdraw_draft``). :meth:`fail` makes Autenti fail a process.
+* the process keeps what we send, the title included (where our reference travels; no create field
+  is an external id), so :meth:`processes_with_reference` finds what a person would search for.
 
 [GUESS] points of the notes are attributes set in ``__init__`` (see "configurable" there).
 """
@@ -110,6 +115,13 @@ class FakeAutenti(FakeProviderServer):
         self.files_ndjson = True  # GET …/files: NDJSON (else one JSON array)
         self.send_response_events = True  # DOCUMENT_SENT answer carries the event array
         self.allow_withdraw_draft = True  # can a never-sent draft be withdrawn?
+        # [GUESS] api.autenti.WITHDRAWAL_IS_FINAL: a withdrawn process can never be sent. True makes
+        # the fake accept DOCUMENT_SENT on a WITHDRAWN process (a send still in flight revives it).
+        self.allow_send_after_withdrawal = False
+        self.max_title_length = None  # [GUESS] Autenti publishes no limit (api: TITLE_MAX_LENGTH)
+        # [GUESS] api.autenti.FAILURE_REASON_KEYS: where fail() puts Autenti's explanation (None: nowhere)
+        self.failure_reason_key = "statusDescription"
+        self.failure_event = EV + "SIGNATURE_FAILURE"  # [GUESS] the event fail() adds to a party
         self.allowed_upload_purposes = ("SOURCE_FILE",)
         self.allowed_upload_mimetypes = ("application/pdf",)
         self.require_https_callbacks = False  # real Autenti probably does; tests use http://127.0.0.1
@@ -170,6 +182,9 @@ class FakeAutenti(FakeProviderServer):
     def process_by_title(self, title):
         return next(p for p in self.processes.values() if p["title"] == title)
 
+    def processes_with_reference(self, reference):
+        return [p for p in self.processes.values() if reference in p["title"]]
+
     def create_requests(self):
         return [r.json() for r in self.requests_to("POST", r"/document-processes$")]
 
@@ -200,6 +215,29 @@ class FakeAutenti(FakeProviderServer):
                     other["participationStatus"] = "OBSOLETE"
             self._touch(process)
             self._notify(process, EV_REJECTION, actor=entry["party"]["id"])
+
+    def fail(self, process_id, reason="", email=None, status="FAILED"):
+        """Autenti fails the process (test-driven), e.g. a signature provider error.
+
+        ``reason`` goes to ``failure_reason_key`` of the process and, with ``email``, into a
+        ``failure_event`` of that party, which becomes FAILED. No callback is queued: which event
+        Autenti sends for a failure is unknown (NOTES §7 lists none).
+        """
+        with self.lock:
+            process = self.processes.get(process_id)
+            if process is None or process["status"] != "PROCESSING":
+                raise FakeAutentiError(f"only a PROCESSING process can fail, not {process_id}")
+            if email is not None:
+                entry = next((p for p in process["parties"] if p["_email"] == email.lower()), None)
+                if entry is None:
+                    raise FakeAutentiError(f"{email} is not a party of {process_id}")
+                entry["participationStatus"] = "FAILED"
+                entry["events"].append({"eventType": self.failure_event, "timestamp": _now_iso(),
+                                        "attributes": {"comment": reason}})
+            process["status"] = status
+            if self.failure_reason_key and reason:
+                process[self.failure_reason_key] = reason
+            self._touch(process)
 
     # ------------------------------------------------------------------ helpers
 
@@ -511,6 +549,8 @@ class FakeAutenti(FakeProviderServer):
             return self._error(400, "body must be a JSON object", "INVALID_BODY")
         if not isinstance(body.get("title"), str) or not body["title"].strip():
             return self._error(400, "title is required", "INVALID_TITLE")
+        if self.max_title_length is not None and len(body["title"]) > self.max_title_length:
+            return self._error(400, f"title longer than {self.max_title_length}", "INVALID_TITLE")
         if "processLanguage" in body and body["processLanguage"] not in LANGUAGES:
             return self._error(400, f"processLanguage must be one of {LANGUAGES}", "INVALID_LANGUAGE")
         if "description" in body and not isinstance(body["description"], str):
@@ -556,7 +596,7 @@ class FakeAutenti(FakeProviderServer):
         process = self._process_for(request)
         if process is None:
             return self._error(404, "document process not found", "NOT_FOUND")
-        if process["status"] != "DRAFT":
+        if process["status"] != self.initial_status:
             return self._error(409, "parties can only be added to a draft", "INVALID_STATE")
         entry = request.json()
         problem = self._party_errors(entry) or self._append_party(process, entry)
@@ -578,7 +618,7 @@ class FakeAutenti(FakeProviderServer):
         process = self._process_for(request)
         if process is None:
             return self._error(404, "document process not found", "NOT_FOUND")
-        if process["status"] != "DRAFT":
+        if process["status"] != self.initial_status:
             return self._error(409, "files can only be added to a draft", "INVALID_STATE")
         parts = request.multipart()
         if parts is None or "file" not in parts:
@@ -675,8 +715,12 @@ class FakeAutenti(FakeProviderServer):
                 "object": {"id": process["id"], "type": "DOCUMENT_PROCESS"}}
 
     def _send(self, process):
-        if process["status"] != "DRAFT":
+        revivable = ("WITHDRAWN",) if self.allow_send_after_withdrawal else ()
+        if process["status"] not in (self.initial_status, *revivable):
             return self._error(409, f"process is {process['status']}, not a draft", "INVALID_STATE")
+        for party in process["parties"]:  # only reached for a revived withdrawn process
+            if party["participationStatus"] == "OBSOLETE":
+                party["participationStatus"] = "NONE"
         if not any(p["role"] in ORDERED_ROLES for p in process["parties"]):
             return self._error(400, "a process needs at least one SIGNER", "NO_SIGNER")
         if not any(f["filePurpose"] == "SOURCE_FILE" for f in process["files"]):
@@ -688,7 +732,7 @@ class FakeAutenti(FakeProviderServer):
         return json_response(200, [self._event(process, EV_SENT)] if self.send_response_events else [])
 
     def _withdraw(self, process):
-        allowed = ("PROCESSING", "DRAFT") if self.allow_withdraw_draft else ("PROCESSING",)
+        allowed = ("PROCESSING", self.initial_status) if self.allow_withdraw_draft else ("PROCESSING",)
         if process["status"] not in allowed:
             return self._error(409, f"a {process['status']} process cannot be withdrawn", "INVALID_STATE")
         process["status"] = "WITHDRAWN"

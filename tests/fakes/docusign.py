@@ -13,6 +13,13 @@ Strictness (each point cites shared/providers/docusign/NOTES.md):
 * every envelope / recipient request body is validated against the swagger ``definitions`` with
   jsonschema when a spec path is given (all ``$ref`` resolved), plus the semantic checks DocuSign
   makes (documents, signer name/e-mail, routing order, subject);
+* envelope text custom fields: named, one value per name, values of at most 100 characters (swagger
+  ``textCustomField``); GET envelope returns them only with ``include=custom_fields`` (configurable);
+* the listing ``GET …/envelopes`` (swagger Envelopes_GetEnvelopes): ``from_date``, ``envelope_ids`` or
+  ``transaction_ids`` required; dates parsed; ``from_to_status`` picks the date compared with
+  ``from_date``/``to_date`` (default ``changed``); ``status``, ``user_filter``, ``include`` values
+  checked; ``custom_field=<name>=<value>`` filters (exact, or "contains" to serve extraneous results);
+  ``count``/``start_position`` paginate;
 * signing follows routing order: ``sign``/``decline`` refuse a signer whose turn has not come;
 * Connect messages (JSON SIM, §5.2) are queued only for subscribed events and carry
   ``X-DocuSign-Signature-N`` = base64 HMAC-SHA256 of the exact body, one per account secret (§5.3);
@@ -50,6 +57,21 @@ RECIPIENT_EVENT_NAMES = {
     "declined": "recipient-declined",
 }
 IN_PROCESS = ("sent", "delivered")
+# Envelopes_GetEnvelopes query values [OK, swagger parameter descriptions].
+LIST_STATUSES = frozenset({"any", "completed", "created", "declined", "deleted", "delivered", "processing",
+                           "sent", "signed", "timedout", "voided"})
+# ``from_to_status`` -> the date that must fall in [from_date, to_date]; the fake serves these.
+LIST_DATE_FIELDS = {"changed": "statusChangedDateTime", "created": "createdDateTime", "sent": "sentDateTime",
+                    "delivered": "deliveredDateTime", "completed": "completedDateTime",
+                    "declined": "declinedDateTime", "voided": "voidedDateTime", "deleted": "deletedDateTime"}
+LIST_USER_FILTERS = frozenset({"sender", "recipient", "recipient_only"})
+LIST_INCLUDES = frozenset({"custom_fields", "documents", "attachments", "extensions", "folders", "recipients",
+                           "powerform", "payment_tabs"})
+GET_INCLUDES = LIST_INCLUDES | {"tabs"}
+DATE_FIELDS = ("createdDateTime", "sentDateTime", "initialSentDateTime", "deliveredDateTime",
+               "statusChangedDateTime", "completedDateTime", "declinedDateTime", "voidedDateTime",
+               "deletedDateTime")
+TEXT_CUSTOM_FIELD_MAX = 100  # [OK] textCustomField.value "Maximum length: 100 characters"
 
 
 class FakeActionError(Exception):
@@ -119,6 +141,20 @@ def _ds_time(moment=None):
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
 
 
+def _parse_query_date(value):
+    """A listing date (ISO 8601; no offset = the server's zone, UTC here) as aware UTC, or None."""
+    if not value or not isinstance(value, str):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("Z", "+00:00"))
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return moment.astimezone(datetime.timezone.utc)
+
+
 def _error(status, code, message, headers=None):
     return json_response(status, {"errorCode": code, "message": message}, headers)
 
@@ -172,6 +208,18 @@ class FakeDocuSign(FakeProviderServer):
         self.rate_limit_status = 429  # [GUESS] the status of an over-limit answer
         self.rate_limit_reset_in = 60  # seconds until X-RateLimit-Reset
         self.rate_limit_retry_after = False  # [GUESS] DocuSign documents no Retry-After header
+        # [MEM] GET envelope returns customFields only with include=custom_fields (the spec's
+        # envelope has a customFieldsUri); the listing likewise.
+        self.custom_fields_by_default = False
+        # [GUESS] the listing's custom_field filter matches the whole value; "contains" makes it
+        # return near misses too (the spec warns of "extraneous results"), which the client must drop.
+        self.custom_field_match = "exact"
+        # [GUESS] without user_filter the listing shows what the user sent and what they must sign.
+        self.list_default_user_filter = None
+        # [MEM] an empty listing has resultSetSize "0" and no "envelopes" key at all.
+        self.list_empty_omits_envelopes = True
+        # [GUESS] unknown ``include`` values are refused (DocuSign may ignore them).
+        self.reject_unknown_include = True
 
     # ------------------------------------------------------------------ setup helpers
 
@@ -214,6 +262,7 @@ class FakeDocuSign(FakeProviderServer):
         self.route("GET", "/oauth/userinfo", self._userinfo)
         base = "/restapi/v2.1/accounts/{accountId}"
         self.route("POST", base + "/envelopes", self._rest(self._create_envelope))
+        self.route("GET", base + "/envelopes", self._rest(self._list_envelopes))
         self.route("GET", base + "/envelopes/{envelopeId}", self._rest(self._get_envelope))
         self.route("PUT", base + "/envelopes/{envelopeId}", self._rest(self._put_envelope))
         self.route("GET", base + "/envelopes/{envelopeId}/recipients", self._rest(self._get_recipients))
@@ -409,6 +458,9 @@ class FakeDocuSign(FakeProviderServer):
                           "Recipients, Tabs, and a Subject Line.")
         if len(subject) > 100:
             return _error(400, "INVALID_EMAIL_SUBJECT", "The email subject exceeds 100 characters.")
+        problem = self._check_custom_fields(body.get("customFields"))
+        if problem:
+            return problem
         notification = body.get("eventNotification")
         if notification:
             url = notification.get("url") or ""
@@ -427,6 +479,7 @@ class FakeDocuSign(FakeProviderServer):
                 "customFields": list(s.get("customFields") or []), "note": s.get("note", ""),
             } for s in signers],
             "customFields": copy.deepcopy(body.get("customFields") or {}),
+            "transactionId": body.get("transactionId", ""),
             "eventNotification": copy.deepcopy(notification) if notification else None,
             "resends": 0, "voidedReason": "", "body": body,
         }
@@ -436,6 +489,21 @@ class FakeDocuSign(FakeProviderServer):
         return json_response(201, {"envelopeId": envelope_id, "status": envelope["status"],
                                    "statusDateTime": envelope["statusChangedDateTime"],
                                    "uri": f"/envelopes/{envelope_id}"})
+
+    @staticmethod
+    def _check_custom_fields(custom_fields):
+        """Envelope text custom fields need a name, one value per name, values of at most 100 characters."""
+        names = set()
+        for field in (custom_fields or {}).get("textCustomFields") or ():
+            name = (field.get("name") or "").strip()
+            if not name or name in names:
+                return _error(400, "INVALID_CUSTOM_FIELD",  # [GUESS] code name
+                              f"Custom field name {name!r} is missing or repeated.")
+            names.add(name)
+            if len(field.get("value") or "") > TEXT_CUSTOM_FIELD_MAX:
+                return _error(400, "INVALID_CUSTOM_FIELD",
+                              f"The value of custom field {name} exceeds {TEXT_CUSTOM_FIELD_MAX} characters.")
+        return None
 
     def _current_order(self, envelope):
         pending = [s["routingOrder"] for s in envelope["signers"] if s["status"] != "completed"]
@@ -465,14 +533,25 @@ class FakeDocuSign(FakeProviderServer):
                     self._event(envelope, "recipient", "sent", signer)
         return routed
 
-    def _envelope_json(self, envelope):
-        keys = ("envelopeId", "status", "emailSubject", "emailBlurb", "createdDateTime", "sentDateTime",
-                "initialSentDateTime", "statusChangedDateTime", "completedDateTime", "declinedDateTime",
-                "voidedDateTime", "voidedReason", "deliveredDateTime")
+    def _envelope_json(self, envelope, include=()):
+        """The ``envelope`` object; ``include`` as the query parameter (``custom_fields``, ``recipients``)."""
+        keys = ("envelopeId", "status", "emailSubject", "emailBlurb", "voidedReason", "transactionId") + DATE_FIELDS
         data = {k: envelope[k] for k in keys if envelope.get(k)}
         data["envelopeUri"] = f"/envelopes/{envelope['envelopeId']}"
-        data["customFields"] = copy.deepcopy(envelope["customFields"])
+        data["customFieldsUri"] = f"/envelopes/{envelope['envelopeId']}/custom_fields"
+        if self.custom_fields_by_default or "custom_fields" in include:
+            data["customFields"] = copy.deepcopy(envelope["customFields"])
+        if "recipients" in include:
+            data["recipients"] = self._recipients_json(envelope)
         return data
+
+    def _include_arg(self, request, allowed):
+        """``(values, None)`` from the comma-separated ``include``, or ``(None, error answer)``."""
+        values = [v.strip().lower() for v in (request.arg("include") or "").split(",") if v.strip()]
+        unknown = sorted(set(values) - allowed)
+        if unknown and self.reject_unknown_include:
+            return None, _error(400, "INVALID_REQUEST_PARAMETER", f"Invalid include value(s): {', '.join(unknown)}.")
+        return values, None
 
     def _recipients_json(self, envelope):
         signers = []
@@ -489,7 +568,107 @@ class FakeDocuSign(FakeProviderServer):
 
     def _get_envelope(self, request, user_id, account_id):
         envelope, problem = self._envelope(request, account_id)
-        return problem or json_response(200, self._envelope_json(envelope))
+        if problem:
+            return problem
+        include, problem = self._include_arg(request, GET_INCLUDES)
+        return problem or json_response(200, self._envelope_json(envelope, include))
+
+    # ------------------------------------------------------------------ listing (Envelopes_GetEnvelopes)
+
+    def _list_envelopes(self, request, user_id, account_id):
+        """``GET …/envelopes``: the filters the spec describes, checked as strictly as it states them."""
+        query, problem = self._list_query(request)
+        if problem:
+            return problem
+        include, problem = self._include_arg(request, LIST_INCLUDES)
+        if problem:
+            return problem
+        found = [e for e in self.envelopes.values()
+                 if e["accountId"] == account_id and self._list_matches(e, query, user_id)]
+        found.sort(key=lambda e: e["statusChangedDateTime"])
+        start, count = query["start"], query["count"]
+        page = found[start:start + count] if count is not None else found[start:]
+        body = {"resultSetSize": str(len(page)), "totalSetSize": str(len(found)), "startPosition": str(start),
+                "endPosition": str(start + len(page) - 1 if page else start),
+                "lastQueriedDateTime": _ds_time()}
+        if page or not self.list_empty_omits_envelopes:
+            body["envelopes"] = [self._envelope_json(e, include) for e in page]
+        return json_response(200, body)
+
+    def _list_query(self, request):
+        """The parsed listing filters, or an error answer for what DocuSign refuses."""
+        def bad(message):
+            return None, _error(400, "INVALID_REQUEST_PARAMETER", message)  # [GUESS] code name
+
+        ids = [v for v in (request.arg("envelope_ids") or "").split(",") if v.strip()]
+        transactions = [v for v in (request.arg("transaction_ids") or "").split(",") if v.strip()]
+        from_date = request.arg("from_date")
+        if not (from_date or ids or transactions):
+            return bad("The request must include from_date, envelope_ids or transaction_ids.")
+        since = _parse_query_date(from_date) if from_date else None
+        until = _parse_query_date(request.arg("to_date")) if request.arg("to_date") else _now()
+        if (from_date and since is None) or until is None:
+            return bad("from_date / to_date is not a valid date.")
+        qualifier = (request.arg("from_to_status") or "changed").lower()
+        statuses = {v.strip().lower() for v in (request.arg("status") or "any").split(",") if v.strip()}
+        user_filter = request.arg("user_filter") or self.list_default_user_filter
+        custom = request.arg("custom_field")
+        name, sep, value = (custom or "").partition("=")
+        try:
+            start = int(request.arg("start_position") or 0)
+            count = int(request.arg("count")) if request.arg("count") else None
+        except ValueError:
+            return bad("start_position and count must be numbers.")
+        if qualifier not in LIST_DATE_FIELDS:
+            return bad(f"from_to_status {qualifier!r} is not valid (or not served by the fake).")
+        if statuses - LIST_STATUSES:
+            return bad(f"Invalid status value(s): {', '.join(sorted(statuses - LIST_STATUSES))}.")
+        if user_filter and user_filter not in LIST_USER_FILTERS:
+            return bad(f"Invalid user_filter {user_filter!r}.")
+        if custom is not None and (not sep or not name.strip()):
+            return bad("custom_field must be custom_envelope_field_name=desired_value.")
+        if start < 0 or (count is not None and count < 1):
+            return bad("start_position must be 0 or more and count 1 or more.")
+        return {"ids": ids, "transactions": transactions, "since": since, "until": until,
+                "date_field": LIST_DATE_FIELDS[qualifier], "statuses": statuses, "user_filter": user_filter,
+                "custom": (name, value) if custom is not None else None, "start": start, "count": count}, None
+
+    def _list_matches(self, envelope, query, user_id):
+        if not self._visible_to(envelope, user_id, query["user_filter"]):
+            return False
+        if query["ids"] and envelope["envelopeId"] not in query["ids"]:
+            return False
+        if query["transactions"] and envelope["transactionId"] not in query["transactions"]:
+            return False
+        if query["since"] is not None:
+            moment = _parse_query_date(envelope.get(query["date_field"]))
+            if moment is None or not query["since"] <= moment <= query["until"]:
+                return False
+        if "any" not in query["statuses"] and envelope["status"] not in query["statuses"]:
+            return False
+        if query["custom"] is not None:
+            return self._custom_field_matches(envelope, *query["custom"])
+        return True
+
+    def _visible_to(self, envelope, user_id, user_filter):
+        sender = envelope["sender_user_id"] == user_id
+        email = self.users[user_id]["email"].lower()
+        recipient = any(s["email"].lower() == email for s in envelope["signers"])
+        if user_filter == "sender":
+            return sender
+        if user_filter == "recipient":
+            return recipient
+        if user_filter == "recipient_only":
+            return recipient and not sender
+        return sender or recipient
+
+    def _custom_field_matches(self, envelope, name, value):
+        for field in (envelope["customFields"] or {}).get("textCustomFields") or ():
+            if field.get("name") != name:
+                continue
+            stored = field.get("value") or ""
+            return value in stored if self.custom_field_match == "contains" else stored == value
+        return False
 
     def _get_recipients(self, request, user_id, account_id):
         envelope, problem = self._envelope(request, account_id)
@@ -633,6 +812,19 @@ class FakeDocuSign(FakeProviderServer):
         self._event(envelope, "recipient", "declined", signer)
         self._event(envelope, "envelope", "declined")
 
+    def backdate(self, envelope_id, seconds):
+        """Move every date of the envelope ``seconds`` into the past (an envelope sent long ago)."""
+        envelope = self.envelopes[envelope_id]
+        for field in DATE_FIELDS:
+            moment = _parse_query_date(envelope.get(field))
+            if moment is not None:
+                envelope[field] = _ds_time(moment - datetime.timedelta(seconds=seconds))
+
+    def delete(self, envelope_id):
+        """The sender deletes the envelope in DocuSign's web app (a draft, or one that is finished)."""
+        envelope = self.envelopes[envelope_id]
+        self._set_status(envelope, "deleted", deletedDateTime=_ds_time())
+
     def expire(self, envelope_id):
         """DocuSign voids an envelope at its expiration date [MEM]."""
         envelope = self.envelopes[envelope_id]
@@ -658,11 +850,9 @@ class FakeDocuSign(FakeProviderServer):
         if recipient is not None:
             data["recipientId"] = recipient["recipientId"]
         if self.connect_summary_always or include:
-            summary = self._envelope_json(envelope)
+            summary = self._envelope_json(envelope, include)
             if "custom_fields" not in include:
                 summary.pop("customFields", None)
-            if "recipients" in include:
-                summary["recipients"] = self._recipients_json(envelope)
             data["envelopeSummary"] = summary
         return {"event": event, "apiVersion": "v2.1",
                 "uri": f"/restapi/v2.1/accounts/{envelope['accountId']}/envelopes/{envelope['envelopeId']}",

@@ -7,14 +7,20 @@
   part and a PDF part whose file name equals ``contract.pdf_file_path``; customer (number, mode,
   contractor_id, vendor, fields), contract (licence's contract definition, ``contract_id`` -1),
   properties, ``contractors`` (shape [GUESS]: like the customer plus ``rank``) are checked.
-* reads (§4.5): ``model/contract/read?action=getContract``, ``model/contractorsforcontract/list?
-  action=getContractorsAbout``; ``model/contract/update?action=updateContractAutoCloseMode`` (§4.2).
+* our reference: the customer ``number`` and the contract properties are stored with the contract
+  (:meth:`contract` ``["customer_number"]``, ``["properties"]``); ``getContract`` echoes the number as
+  ``customerNumber`` and ``customer.number`` ([2nd] S8; :attr:`echo_customer_number`).
+* reads (§4.5): ``model/contract/read?action=getContract`` (with ``closedDate``, epoch ms, once
+  closed), ``model/contractorsforcontract/list?action=getContractorsAbout``;
+  ``model/contract/update?action=updateContractAutoCloseMode`` (§4.2).
 * downloads (§4.6): ``do?m=getSignedContract`` only when signed and closed; the evidence method
-  (:attr:`evidence_method`, [GUESS]) serves a ZIP; an unknown ``m`` answers :attr:`unknown_method_status`.
+  (:attr:`evidence_method`, [2nd] S8) serves a ZIP; an unknown ``m`` answers :attr:`unknown_method_status`.
 * signing (§4.4, [GUESS] by ``rank``): :meth:`sign` / :meth:`reject` raise :class:`FakeSellAndSignError`
-  out of turn; :meth:`expire`, :meth:`close` simulate the rest.
+  out of turn; :meth:`expire`, :meth:`close` simulate the rest, :meth:`fail` a contract SELL&SIGN
+  itself gives up on (state name and reason field [GUESS]).
 * callbacks (§5): POSTed (unsigned) to the ``callback:url`` contract property, ``<id>`` replaced by
-  the contract id, body per :attr:`callback_format`, queued for :meth:`flush_callbacks`.
+  the contract id, body per :attr:`callback_format` (default: form-encoded fields ``contract_id``,
+  ``status``, ``event``; [GUESS], NOTES has no payload sample), queued for :meth:`flush_callbacks`.
 
 Status value names are unknown (§4.5): :attr:`status_names` / :attr:`signer_status_names` set them.
 """
@@ -22,6 +28,7 @@ import io
 import json
 import re
 import time
+import urllib.parse
 import zipfile
 
 from .base import FakeProviderServer, json_response
@@ -46,8 +53,8 @@ class FakeSellAndSign(FakeProviderServer):
         self.sms_modes = (1, 3, 9)
         self.enforce_rank_order = True
         self.send_response_format = "json"  # or "text": "contract_id=<n>"
-        self.callback_format = "json"  # "json" | "form" | "empty"
-        self.callback_on = ("signer_signed", "completed", "refused", "expired")
+        self.callback_format = "form"  # "form" | "json" | "empty"
+        self.callback_on = ("signer_signed", "completed", "refused", "expired", "failed")
         self.replace_id_placeholder = True
         self.evidence_method = "getEvidences"  # None: the fake knows no evidence method
         self.unknown_method_status = 400
@@ -55,8 +62,9 @@ class FakeSellAndSign(FakeProviderServer):
         self.auth_failure_status = 401
         self.auto_close_failure_status = None  # make updateContractAutoCloseMode fail (tests)
         self.adhoc_preference_format = "json"  # or "text"
+        self.echo_customer_number = True  # getContract shows customerNumber / customer.number ([2nd] S8)
         self.status_names = {"open": "OPEN", "signed": "SIGNED", "closed": "CLOSED", "refused": "REFUSED",
-                             "expired": "EXPIRED", "cancelled": "CANCELED"}
+                             "expired": "EXPIRED", "cancelled": "CANCELED", "failed": "ERROR"}
         self.signer_status_names = {"waiting": "NONE", "pending": "PENDING", "signed": "SIGNED",
                                     "refused": "REFUSED"}
         self.signed_marker = b"\n%SELLANDSIGN-SIGNED\n"
@@ -94,7 +102,7 @@ class FakeSellAndSign(FakeProviderServer):
                 contract["state"] = "signed"
                 contract["signed"] = contract["pdf"] + self.signed_marker
                 if contract["auto_close"]:
-                    contract["closed"] = True
+                    self._set_closed(contract)
                 self._notify(contract, "completed")
             else:
                 self._notify(contract, "signer_signed")
@@ -114,9 +122,19 @@ class FakeSellAndSign(FakeProviderServer):
             contract["state"] = "expired"
             self._notify(contract, "expired")
 
+    def fail(self, contract_id, reason=""):
+        """SELL&SIGN gives up on an open contract (e.g. its signature service failed)."""
+        with self.lock:
+            contract = self.contract(contract_id)
+            if contract["state"] != "open":
+                raise FakeSellAndSignError(f"contract {contract_id} is {contract['state']}")
+            contract["state"] = "failed"
+            contract["canceledReason"] = reason
+            self._notify(contract, "failed")
+
     def close(self, contract_id):
         """What SELL&SIGN staff (or closeTransaction) do when auto-close is off."""
-        self.contract(contract_id)["closed"] = True
+        self._set_closed(self.contract(contract_id))
 
     # ------------------------------------------------------------------ internals
 
@@ -145,6 +163,12 @@ class FakeSellAndSign(FakeProviderServer):
         for s in open_signers:
             s["state"] = "pending" if s["rank"] == first else "waiting"
 
+    @staticmethod
+    def _set_closed(contract):
+        if not contract["closed"]:
+            contract["closed"] = True
+            contract["closedDate"] = int(time.time() * 1000)
+
     def _status_name(self, contract):
         if contract["state"] == "signed" and contract["closed"]:
             return self.status_names["closed"]
@@ -160,7 +184,7 @@ class FakeSellAndSign(FakeProviderServer):
         if self.callback_format == "json":
             self.queue_callback(url, data)
         elif self.callback_format == "form":
-            body = "&".join(f"{k}={v}" for k, v in data.items()).encode()
+            body = urllib.parse.urlencode(data).encode("ascii")
             self.queue_callback(url, body, {"Content-Type": "application/x-www-form-urlencoded"})
         else:
             self.queue_callback(url, b"", {"Content-Type": "text/plain"})
@@ -217,7 +241,7 @@ class FakeSellAndSign(FakeProviderServer):
             contract = self._owned(request, request.arg("id"))
             if contract is None:
                 return self._error(404, "contract not found")
-            contract["closed"] = True
+            self._set_closed(contract)
             return json_response(200, {"result": "ok"})
         return self._error(self.unknown_method_status, f"unknown method {method!r}")
 
@@ -337,7 +361,8 @@ class FakeSellAndSign(FakeProviderServer):
             path = packet["contract"]["pdf_file_path"]
             contract = {
                 "id": contract_id, "licence": request.licence, "state": "open", "closed": False, "auto_close": 0,
-                "canceledReason": "", "date": int(time.time() * 1000),
+                "closedDate": -1, "canceledReason": "", "date": int(time.time() * 1000),
+                "customer_number": customer["number"], "properties": properties,
                 "definition": packet["contract"]["contract_definition_id"],
                 "title": packet["contract"].get("message_title", ""), "vendor": customer["vendor"],
                 "callback": properties.get("callback:url", ""), "signers": signers,
@@ -355,12 +380,17 @@ class FakeSellAndSign(FakeProviderServer):
         contract = self._owned(request, request.arg("contract_id"))
         if contract is None:
             return self._error(404, "contract not found")
-        return json_response(200, {
+        data = {
             "id": contract["id"], "date": contract["date"], "contractDefinitionId": contract["definition"],
             "status": self._status_name(contract), "transactionId": "", "vendorEmail": contract["vendor"],
-            "closed": contract["closed"], "closedDate": -1, "canceledReason": contract["canceledReason"],
-            "messageTitle": contract["title"], "messageBody": "", "customer": {}, "optionsList": [],
-        })
+            "closed": contract["closed"], "closedDate": contract["closedDate"],
+            "canceledReason": contract["canceledReason"], "messageTitle": contract["title"], "messageBody": "",
+            "customer": {}, "optionsList": [],
+        }
+        if self.echo_customer_number:
+            data["customerNumber"] = contract["customer_number"]
+            data["customer"] = {"number": contract["customer_number"]}
+        return json_response(200, data)
 
     def _contractors(self, request):
         if request.arg("action") != "getContractorsAbout":

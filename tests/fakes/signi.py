@@ -16,7 +16,10 @@
   :meth:`flush_callbacks`. ``file`` is a preview link that expires after :attr:`link_ttl` seconds;
   afterwards it answers :attr:`expired_link_status`.
 * status (§3.4) ``GET /contract/{id}``, download ``GET /contract/{id}/download`` and history
-  ``GET /contract/{id}/history`` ([GUESS] paths), delete ``DELETE /contract/{id}`` (§3.6).
+  ``GET /contract/{id}/history`` ([GUESS] paths), delete ``DELETE /contract/{id}`` (§3.6). The
+  detail's ``modified`` is written as :attr:`modified_style` says, in :attr:`timezone`; it echoes
+  our ``number`` only when :attr:`detail_includes_number` is set (the proxy's detail has none).
+* no call lists or searches contracts (none is known): a contract is found by its id only.
 
 [GUESS] behaviours are attributes set in ``__init__``.
 """
@@ -26,6 +29,7 @@ import json
 import re
 import secrets
 import time
+import zoneinfo
 
 from .base import FakeProviderServer, json_response
 
@@ -63,6 +67,10 @@ class FakeSigni(FakeProviderServer):
         self.preview_requires_key = False  # the hash is the credential
         self.callback_state_names = {"completed": "completed", "rejected": "rejected", "expired": "expired"}
         self.detail_includes_people = False  # the proxy's detail has no people; Signi's may
+        self.detail_includes_number = False  # the proxy's detail has no number; Signi's may
+        self.modified_style = "naive"  # "naive": YYYY-MM-DD HH:MM:SS in ``timezone``; "iso": with offset
+        self.timezone = "Europe/Prague"
+        self.number_max_length = 255  # [GUESS] a typical VARCHAR; Signi's limit is undocumented
         self.require_party_order_for_one_at_a_time = True
         self.require_positions_or_append = True  # "if sign is chosen, position must be filled in"
         self.require_https_webhooks = False  # tests post to http://127.0.0.1
@@ -75,13 +83,20 @@ class FakeSigni(FakeProviderServer):
         self.contracts = {}  # id -> contract dict
         self.links = {}  # hash -> {"contract_id", "expires_at", "content"}
         self._next_id = 3359
+        self._url = ""
         super().__init__()
 
     # ------------------------------------------------------------------ test API
 
+    def start(self):
+        super().start()
+        # Kept: a handler still answering a delayed request after stop() must not lose its address.
+        self._url = self.base_url
+        return self
+
     @property
     def api_url(self):
-        return self.base_url + API
+        return self._url + API
 
     def now(self):
         return time.time() + self.time_offset
@@ -126,6 +141,14 @@ class FakeSigni(FakeProviderServer):
             self._touch(contract)
             self._notify(contract, "expired")
 
+    def force_state(self, contract_id, state, message=""):
+        """Put a contract into a state the notes do not list (what an undocumented one looks like)."""
+        with self.lock:
+            contract = self.contract(contract_id)
+            contract["state"] = state
+            contract["message"] = message
+            self._touch(contract)
+
     def make_link(self, contract_id):
         """A fresh 10-minute preview link to the signed document (what the webhook carries)."""
         contract = self.contract(contract_id)
@@ -164,7 +187,12 @@ class FakeSigni(FakeProviderServer):
                 p["state"] = "pending"
 
     def _touch(self, contract):
-        contract["modified"] = datetime.datetime.fromtimestamp(self.now()).strftime("%Y-%m-%d %H:%M:%S")
+        moment = datetime.datetime.fromtimestamp(self.now(), zoneinfo.ZoneInfo(self.timezone))
+        contract["modified_at"] = moment  # for tests: the true moment of the last change
+        if self.modified_style == "iso":
+            contract["modified"] = moment.isoformat(timespec="seconds")
+        else:
+            contract["modified"] = moment.strftime("%Y-%m-%d %H:%M:%S")
 
     def _notify(self, contract, outcome, message=""):
         url = contract["webhooks"].get(outcome)
@@ -265,6 +293,8 @@ class FakeSigni(FakeProviderServer):
             return self._invalid("name", "is required")
         if "number" in data and not isinstance(data["number"], str):
             return self._invalid("number", "must be a string")
+        if len(data.get("number") or "") > self.number_max_length:
+            return self._invalid("number", f"may not be greater than {self.number_max_length} characters")
         if "locale" in data and data["locale"] not in LOCALES:
             return self._invalid("locale", f"must be one of {LOCALES}")
         if "state" in data and data["state"] not in CONTRACT_STATES_ON_CREATE:
@@ -352,7 +382,7 @@ class FakeSigni(FakeProviderServer):
             self._touch(contract)
             self._advance(contract)
             self.contracts[contract_id] = contract
-        notifications = [{"email": p["email"], "links": {"contract": f"{self.base_url}/sign/{contract_id}/{i}"}}
+        notifications = [{"email": p["email"], "links": {"contract": f"{self._url}/sign/{contract_id}/{i}"}}
                          for i, p in enumerate(people) if not p["is_proposer"]]
         return json_response(200, {"contract_id": contract_id, "state": "pending", "attachments": [],
                                    "notifications": notifications})
@@ -363,10 +393,12 @@ class FakeSigni(FakeProviderServer):
             return self._error(404, "Contract not found.")
         body = {"contract_id": str(contract["id"]), "state": contract["state"], "modified": contract["modified"],
                 "attachments": []}
-        if contract["state"] == "rejected":
+        if contract["message"]:  # the rejection reason (or a forced state's message)
             body["message"] = contract["message"]
         if contract["state"] == "completed":
             body["file"] = self.make_link(contract["id"])
+        if self.detail_includes_number and contract.get("number"):
+            body["number"] = contract["number"]
         if self.detail_includes_people:
             body["people"] = [{"email": p["email"], "is_proposer": p["is_proposer"], "state": p["state"],
                                "party_order": p.get("party_order")} for p in contract["people"]]

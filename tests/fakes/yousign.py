@@ -13,10 +13,15 @@ Two layers of strictness:
   cancel only ongoing/approval, delete never ongoing/approval, reminders only to a ``notified``
   signer, completed documents and audit trails only when ``done``.
 
+The listing ``GET /signature_requests`` implements the documented filters strictly (``external_id`` and
+``workspace_id`` with ``eq`` only, ``status`` and ``source`` with ``eq``/``in``, ``q``), cursor pages
+(``after`` must be a cursor this fake issued) and never lists permanently deleted requests.
+
 Test-driven signer actions: :meth:`FakeYousign.sign`, :meth:`FakeYousign.decline`,
-:meth:`FakeYousign.expire`. They change the state and queue webhook events to every subscription
-(``POST /webhooks`` or :meth:`FakeYousign.subscribe`), signed with ``X-Yousign-Signature-256`` =
-``sha256=`` + hex HMAC-SHA256(secret_key, raw body) (NOTES §4.3). Behaviours the notes mark [GUESS]
+:meth:`FakeYousign.fail_signature` (Yousign's own signing failure), :meth:`FakeYousign.expire`. They
+change the state and queue webhook events to every subscription (``POST /webhooks`` or
+:meth:`FakeYousign.subscribe`), signed with ``X-Yousign-Signature-256`` = ``sha256=`` + hex
+HMAC-SHA256(secret_key, raw body) (NOTES §4.3). Behaviours the notes mark [GUESS]
 are attributes, so a test can flip them.
 """
 import datetime
@@ -119,6 +124,37 @@ def spec_violation(openapi, request):
     return None
 
 
+class _SpecResponse:
+    """The response protocol openapi-core expects, built from what the fake answers."""
+
+    def __init__(self, status, payload, headers):
+        from werkzeug.datastructures import Headers
+
+        self.status_code = status
+        self.data = payload or b""
+        self.headers = Headers(list((headers or {}).items()))
+        self.content_type = (self.headers.get("Content-Type") or "").lower()
+
+
+def answer_violation(openapi, request, status, payload, headers):
+    """``None`` if the fake's JSON answer conforms to the spec's response description, else a message.
+
+    File answers are not checked: the spec lists their media type as the single odd key
+    ``"application/zip, application/pdf"``, which no real Content-Type can match.
+    """
+    if not (headers or {}).get("Content-Type", "").startswith("application/json"):
+        return None
+    path = request.path[len(API_PREFIX):] if request.path.startswith(API_PREFIX) else request.path
+    content_type = request.headers.get("Content-Type") if request.body else None
+    spec_request = _SpecRequest(request.method, path, request.query, request.headers, request.body,
+                                content_type)
+    try:
+        openapi.validate_response(spec_request, _SpecResponse(status, payload, headers))
+    except Exception as exc:  # noqa: BLE001 - openapi-core raises many kinds
+        return _explain(exc)
+    return None
+
+
 def _explain(exc):
     """The most useful message inside an openapi-core error (oneOf errors nest deeply)."""
     messages = [str(exc)]
@@ -166,18 +202,37 @@ class FakeYousign(FakeProviderServer):
     require_https_webhook = True  # NOTES §4.1 [OK S5]: https endpoints only
     error_type = "invalid_request_error"  # [GUESS] the ``type`` of 400 answers
     sandbox = True
+    # [GUESS] listing: soft-deleted requests are listed (with status "deleted"); parameters the spec does
+    # not name are refused rather than ignored; pages hold at most ``max_page_size`` items.
+    list_includes_deleted = True
+    reject_unknown_list_params = True
+    max_page_size = 100
+    # [GUESS] Yousign does not document external_id as unique; switch on to check that a send after a
+    # clean-up never meets a live request under the same reference.
+    reject_duplicate_external_id = False
+    # [OK docs signer.error] Yousign cancels the request when it fails a signature; whether a
+    # ``signature_request.canceled`` event follows is [GUESS].
+    cancel_event_after_signer_error = True
 
     def __init__(self, api_key="test-api-key", spec_path=None, validate_spec=True):
         self.api_key = api_key
         self.spec_path = spec_path
         self.openapi = load_openapi(spec_path) if (spec_path and validate_spec) else None
         self.spec_rejections = []  # (method, path, message) of requests refused by the spec
+        # With ``check_answers``, the fake's own answers are validated against the spec's responses
+        # too, so what the client parses has the documented shape: (method, path, message).
+        self.check_answers = False
+        self.answer_violations = []
         self.signature_requests = {}
         self.subscriptions = {}
         self.events = []  # every event built: (subscription id, payload dict)
         self.delivered = []  # (url, body, headers) of queued deliveries, for retry_event()
         self.reminders = []  # (request id, signer id)
         self.rules = []  # targeted faults: [method, path regex, action, value, times left]
+        self.cursors = {}  # listing cursors issued: token -> (filters key, offset)
+        # callable(request, answer) run after a handler answered (under the lock): lets a test make
+        # Yousign change something between two of our calls, as a concurrent actor would.
+        self.after_answer = None
         super().__init__()
 
     # ------------------------------------------------------------------ plumbing
@@ -186,6 +241,7 @@ class FakeYousign(FakeProviderServer):
         base = API_PREFIX + "/signature_requests"
         one = base + "/{request_id}"
         self.route("POST", base, self._wrap(self.create_request))
+        self.route("GET", base, self._wrap(self.list_requests))
         self.route("GET", one, self._wrap(self.get_request))
         self.route("DELETE", one, self._wrap(self.delete_request))
         self.route("POST", one + "/documents", self._wrap(self.add_document))
@@ -194,6 +250,7 @@ class FakeYousign(FakeProviderServer):
         self.route("POST", one + "/activate", self._wrap(self.activate))
         self.route("POST", one + "/cancel", self._wrap(self.cancel))
         self.route("POST", one + "/signers/{signer_id}/send_reminder", self._wrap(self.send_reminder))
+        self.route("GET", one + "/signers/{signer_id}/audit_trails", self._wrap(self.signer_audit_trail))
         self.route("GET", one + "/documents/download", self._wrap(self.download_documents))
         self.route("GET", one + "/audit_trails/download", self._wrap(self.download_audit_trails))
         self.route("POST", API_PREFIX + "/webhooks", self._wrap(self.create_webhook))
@@ -224,6 +281,13 @@ class FakeYousign(FakeProviderServer):
                 status, body = rule[3]
                 return json_response(status, body) if not isinstance(body, bytes) else (status, body, {})
             answer = handler(request)
+            if self.openapi is not None and self.check_answers:
+                problem = answer_violation(self.openapi, request, *answer)
+                if problem:
+                    self.answer_violations.append((request.method, self.api_path(request), problem))
+            if self.after_answer is not None:
+                with self.lock:
+                    self.after_answer(request, answer)
             if rule and rule[2] == "delay_after":
                 time.sleep(rule[3])  # Yousign acted, but the answer comes too late
             return answer
@@ -286,7 +350,7 @@ class FakeYousign(FakeProviderServer):
             "custom_text": {"request_subject": None, "request_body": None, "reminder_subject": None,
                             "reminder_body": None},
             "delivery_mode": signer["delivery_mode"], "identification_attestation_id": None,
-            "sms_notification": {"otp_message": None}, "email_notification": {"custom_note": None},
+            "sms_notification": {"otp_message": {"custom_text": None}}, "email_notification": {"disabled": []},
         }
 
     def view_request(self, req):
@@ -302,9 +366,18 @@ class FakeYousign(FakeProviderServer):
             "sender": None, "external_id": req["external_id"], "branding_id": None,
             "custom_experience_id": None, "signers_allowed_to_decline": req["signers_allowed_to_decline"],
             "workspace_id": req["workspace_id"], "audit_trail_locale": req["audit_trail_locale"],
-            "email_notification": req["email_notification"], "bulk_send_batch_id": None,
+            "email_notification": {"sender": {"type": "organization", "custom_name": None},
+                                   "custom_note": (req["email_notification"] or {}).get("custom_note")},
+            "bulk_send_batch_id": None,
             "decline_information": req["decline_information"],
         }
+
+    def view_request_in_list(self, req):
+        """``SignatureRequestInList``: the request without what only the single read carries."""
+        view = self.view_request(req)
+        for key in ("email_notification", "decline_information"):
+            view.pop(key)
+        return view
 
     # ------------------------------------------------------------------ endpoints
 
@@ -327,6 +400,10 @@ class FakeYousign(FakeProviderServer):
             return self.error(400, "external_id: This value is not valid.")
         if data.get("signers") or data.get("documents"):
             return self.error(400, "this fake supports documents and signers added after creation only")
+        if external_id and self.reject_duplicate_external_id and any(
+                r["external_id"] == external_id and r["status"] != "deleted"
+                for r in self.signature_requests.values()):
+            return self.error(400, "external_id: a signature request with this external_id already exists.")
         now = _now()
         expiration = data.get("expiration_date")
         req = {
@@ -347,6 +424,70 @@ class FakeYousign(FakeProviderServer):
         with self.lock:
             self.signature_requests[req["id"]] = req
         return json_response(201, self.view_request(req))
+
+    # Filters of GET /signature_requests and their operators (the spec's parameter descriptions).
+    LIST_FILTERS = {"status": ("eq", "in"), "workspace_id": ("eq",), "external_id": ("eq",),
+                    "source": ("eq", "in")}
+    LIST_PLAIN_PARAMS = ("after", "limit", "q")
+
+    def _list_filters(self, request):
+        """``({field: allowed values}, q, problem)`` from the query, refusing what Yousign would."""
+        filters, q = {}, None
+        for key, values in request.query.items():
+            match = re.fullmatch(r"(\w+)\[(\w+)\]", key)
+            if key in self.LIST_PLAIN_PARAMS:
+                q = values[0] if key == "q" else q
+                continue
+            if match is None or match.group(1) not in self.LIST_FILTERS:
+                if match is None and key in self.LIST_FILTERS:
+                    return None, None, self.error(400, f"{key}: filters need an operator, e.g. {key}[eq]=…")
+                if self.reject_unknown_list_params:
+                    return None, None, self.error(400, f"{key}: unknown filter.")
+                continue
+            field, operator = match.groups()
+            if operator not in self.LIST_FILTERS[field]:
+                return None, None, self.error(400, f"{field}: operator {operator} is not allowed.")
+            allowed = values[0].split(",") if operator == "in" else [values[0]]
+            filters[field] = set(filters.get(field, allowed)) & set(allowed)
+        return filters, q, None
+
+    def list_requests(self, request):
+        filters, q, problem = self._list_filters(request)
+        if problem:
+            return problem
+        try:
+            limit = int(request.arg("limit", "100"))
+        except ValueError:
+            return self.error(400, "limit: This value should be of type int.")
+        if not 1 <= limit <= 100:
+            return self.error(400, "limit: This value should be between 1 and 100.")
+        key = json.dumps([sorted((k, sorted(v)) for k, v in filters.items()), q])
+        offset = 0
+        after = request.arg("after")
+        if after is not None:
+            issued = self.cursors.get(after)
+            if issued is None or issued[0] != key:
+                return self.error(400, "after: invalid cursor.")
+            offset = issued[1]
+        with self.lock:
+            matching = [r for r in self.signature_requests.values() if self._listed(r, filters, q)]
+        size = min(limit, self.max_page_size)
+        page = matching[offset:offset + size]
+        next_cursor = None
+        if offset + size < len(matching):
+            next_cursor = secrets.token_urlsafe(12)
+            self.cursors[next_cursor] = (key, offset + size)
+        return json_response(200, {"meta": {"next_cursor": next_cursor},
+                                   "data": [self.view_request_in_list(r) for r in page]})
+
+    def _listed(self, req, filters, q):
+        if req.get("purged") or (req["status"] == "deleted" and not self.list_includes_deleted):
+            return False
+        values = {"status": req["status"], "workspace_id": req["workspace_id"],
+                  "external_id": req["external_id"], "source": "public_api"}
+        if any(values[field] not in allowed for field, allowed in filters.items()):
+            return False
+        return not q or q.lower() in req["name"].lower()
 
     def get_request(self, request):
         req, problem = self._request(request)
@@ -430,6 +571,7 @@ class FakeYousign(FakeProviderServer):
         if any(s["info"]["email"].lower() == info["email"].lower() for s in req["signers"]):
             return self.error(400, f"A signer with the e-mail {info['email']} already exists.")
         fields = data.get("fields") or []
+        signer_id = str(uuid.uuid4())
         documents = {d["id"]: d for d in req["documents"]}
         stored_fields = []
         for index, field in enumerate(fields):
@@ -444,12 +586,15 @@ class FakeYousign(FakeProviderServer):
                     value = field.get(key, low if key in ("width", "height") else None)
                     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
                         return self.error(400, f"fields[{index}].{key}: must be an integer from {low} to {high}.")
+                # what the Signer answer shows of it: FieldSignature's required keys
+                field = {"signer_id": signer_id, "width": 85, "height": 37, "reason": None, **field}
             stored_fields.append({"id": str(uuid.uuid4()), **field})
         signer = {
-            "id": str(uuid.uuid4()), "info": dict(info), "status": "initiated", "fields": stored_fields,
+            "id": signer_id, "info": dict(info), "status": "initiated", "fields": stored_fields,
             "signature_level": level, "signature_authentication_mode": mode,
-            "delivery_mode": data.get("delivery_mode"), "signature_link": None,
-            "signature_link_expiration_date": None,
+            # [GUESS] a signer without its own mode shows the request's (the spec's enum has no null)
+            "delivery_mode": data.get("delivery_mode") or req["delivery_mode"], "signature_link": None,
+            "signature_link_expiration_date": None, "signed_at": None,
         }
         req["signers"].append(signer)
         return json_response(201, self.view_signer(signer))
@@ -515,6 +660,29 @@ class FakeYousign(FakeProviderServer):
             return self.error(400, "Reminders are possible only for a notified signer of an ongoing request.")
         self.reminders.append((req["id"], signer["id"]))
         return 201, b"", {}
+
+    def signer_audit_trail(self, request):
+        """``SignerAuditTrail`` (JSON): only once the signer signed, says the spec."""
+        req, problem = self._request(request)
+        if problem:
+            return problem
+        signer = next((s for s in req["signers"] if s["id"] == request.params["signer_id"]), None)
+        if signer is None:
+            return self.error(404, f"Signer {request.params['signer_id']} not found.")
+        if signer["status"] != "signed":
+            return self.error(400, "The audit trail is only available once the signer has signed.")
+        info = signer["info"]
+        return json_response(200, {
+            "version": 5, "signature_request": {"id": req["id"], "name": req["name"]},
+            "sender": {"id": str(uuid.uuid4()), "type": "User"},
+            "signer": {"id": signer["id"], "first_name": info["first_name"], "last_name": info["last_name"],
+                       "email_address": info["email"], "consent_given_at": _iso(signer["signed_at"]),
+                       "signature_process_completed_at": _iso(signer["signed_at"])},
+            "documents": [{"id": d["id"], "name": d["filename"], "mime_type": "application/pdf"}
+                          for d in req["documents"]],
+            "organization": {"name": "Fake organisation"},
+            "authentication": {"mode": signer["signature_authentication_mode"]},
+        })
 
     def download_documents(self, request):
         req, problem = self._request(request)
@@ -602,7 +770,7 @@ class FakeYousign(FakeProviderServer):
     @staticmethod
     def _turn(req):
         """The signers who may act now: the first unsigned one if ordered, else all unsigned."""
-        open_signers = [s for s in req["signers"] if s["status"] not in ("signed", "declined", "aborted")]
+        open_signers = [s for s in req["signers"] if s["status"] not in ("signed", "declined", "aborted", "error")]
         return open_signers[:1] if req["ordered_signers"] else open_signers
 
     def _check_turn(self, req, signer):
@@ -621,6 +789,7 @@ class FakeYousign(FakeProviderServer):
             req, signer = self._find(request_id, email)
             self._check_turn(req, signer)
             signer["status"] = "signed"
+            signer["signed_at"] = _now()
             self._emit(req, "signer.done", signer)
             following = self._turn(req)
             if not following:
@@ -644,6 +813,20 @@ class FakeYousign(FakeProviderServer):
                     other["status"] = "aborted"  # [GUESS]
             self._emit(req, "signer.declined", signer)
             self._emit(req, "signature_request.declined")
+
+    def fail_signature(self, request_id, email):
+        """Yousign fails to apply ``email``'s signature (event ``signer.error``) and cancels the request."""
+        with self.lock:
+            req, signer = self._find(request_id, email)
+            self._check_turn(req, signer)
+            signer["status"] = "error"
+            req["status"] = "canceled"
+            for other in req["signers"]:
+                if other["status"] not in ("signed", "declined", "error"):
+                    other["status"] = "aborted"  # [GUESS], as for a cancel
+            self._emit(req, "signer.error", signer)
+            if self.cancel_event_after_signer_error:
+                self._emit(req, "signature_request.canceled")
 
     def expire(self, request_id):
         with self.lock:

@@ -127,7 +127,8 @@ def test_full_flow_client_then_company(fake, pem, mode):
 
     # Parties: client priority 1, company priority 2 as member of ACME with its NIP (+ basis).
     body = fake.create_requests()[0]
-    assert body["title"] == "Umowa 1/2025" and body["processLanguage"] == "pl"
+    # Our reference rides in the title, the only value of ours Autenti keeps (module docstring).
+    assert body["title"] == "Umowa 1/2025 [ref REQ-0001]" and body["processLanguage"] == "pl"
     first, second = body["parties"]
     assert first["party"]["contacts"][0]["attributes"]["email"] == CLIENT_EMAIL
     assert "relationships" not in first["party"]
@@ -282,6 +283,123 @@ def test_send_without_event_array_is_confirmed_by_reading_the_status(fake, pem):
     client = make_client(fake, pem)
     ref = client.send(make_envelope()).provider_ref
     assert fake.processes[ref]["status"] == "PROCESSING"
+
+
+# ------------------------------------------------------------------ status details
+
+
+def _ts(value):
+    return autenti._parse_timestamp(value)
+
+
+def test_provider_failure_is_error_with_autentis_message(fake, pem):
+    client = make_client(fake, pem)
+    ref = client.send(make_envelope()).provider_ref
+    fake.fail(ref, "Signature provider unavailable")
+    status = client.get_status(ref)
+    assert (status.state, status.provider_state) == ("error", "FAILED")
+    assert status.reason == "Signature provider unavailable"
+    assert status.completed_at == _ts(fake.processes[ref]["modifiedAt"])
+
+
+def test_a_failed_party_explains_the_failure_when_the_process_does_not(fake, pem):
+    fake.failure_reason_key = None
+    client = make_client(fake, pem)
+    ref = client.send(make_envelope()).provider_ref
+    fake.fail(ref, "SMS code expired", email=CLIENT_EMAIL, status="ERROR")
+    status = client.get_status(ref)
+    assert (status.state, status.reason) == ("error", "SMS code expired")
+    failed = next(s for s in status.signers if s.email == CLIENT_EMAIL)
+    assert (failed.state, failed.reason) == ("waiting", "SMS code expired")  # FAILED is not a signature
+
+
+def test_a_failure_without_any_message_names_autentis_status(fake, pem):
+    fake.failure_reason_key = None
+    client = make_client(fake, pem)
+    ref = client.send(make_envelope()).provider_ref
+    fake.fail(ref)
+    assert client.get_status(ref).reason == "Autenti reports the document process as FAILED"
+
+
+def test_completed_at_is_the_last_signature_and_empty_while_open(fake, pem):
+    client = make_client(fake, pem)
+    ref = client.send(make_envelope()).provider_ref
+    assert client.get_status(ref).completed_at is None
+    fake.sign(ref, CLIENT_EMAIL)
+    assert client.get_status(ref).completed_at is None
+    fake.sign(ref, "ceo@acme.example")
+    status = client.get_status(ref)
+    company = next(p for p in fake.processes[ref]["parties"] if p["_email"] == "ceo@acme.example")
+    assert status.completed_at == _ts(company["events"][-1]["timestamp"])
+    assert next(s for s in status.signers if s.email == CLIENT_EMAIL).changed_at is not None
+
+
+def test_completed_at_of_a_refusal_is_the_refusal(fake, pem, monkeypatch):
+    monkeypatch.setattr(autenti, "COMPLETED_AT_FALLBACK_KEY", None)  # prove it is not modifiedAt
+    client = make_client(fake, pem)
+    ref = client.send(make_envelope()).provider_ref
+    fake.reject(ref, CLIENT_EMAIL, "nie")
+    rejection = fake.processes[ref]["parties"][0]["events"][-1]
+    assert client.get_status(ref).completed_at == _ts(rejection["timestamp"])
+
+
+def test_completed_at_of_a_withdrawal_is_the_last_change(fake, pem, monkeypatch):
+    client = make_client(fake, pem)
+    ref = client.send(make_envelope()).provider_ref
+    client.cancel(ref)
+    fake.processes[ref]["modifiedAt"] = "2025-03-01T10:00:00+01:00"
+    assert client.get_status(ref).completed_at.isoformat() == "2025-03-01T09:00:00"
+    monkeypatch.setattr(autenti, "COMPLETED_AT_FALLBACK_KEY", None)
+    assert client.get_status(ref).completed_at is None
+
+
+# ------------------------------------------------------------------ nothing secret in messages
+
+
+def test_callback_urls_lose_their_query_in_messages(fake, pem):
+    client = make_client(fake, pem)
+    for index in range(5):
+        client.register_callback(f"https://other{index}.example.com/hook?token=s3cret{index}")
+    with pytest.raises(ProviderError) as info:
+        client.register_callback(WEBHOOK_URL)
+    assert "other4.example.com/hook?…" in info.value.detail and "s3cret" not in info.value.detail
+    with pytest.raises(ProviderError) as info:
+        client.register_callback("ftp://odoo.example.com/hook?token=t0psecret")
+    assert info.value.kind == "config" and "t0psecret" not in str(info.value)
+
+
+def test_webhook_key_set_url_loses_its_query_in_messages(fake):
+    fake.webhook_keys = []
+    receiver = AutentiClient(base_url=fake.api_url, jwks_url=fake.jwks_url + "?sig=t0psecret",
+                             timeout=(1, 0.5), sleep=lambda s: None)
+    with pytest.raises(ProviderError) as info:
+        receiver._webhook_key("any")
+    assert info.value.kind == "protocol" and "t0psecret" not in str(info.value)
+
+
+def test_failed_sends_put_no_token_or_secret_in_errors_or_logs(fake, pem, caplog):
+    caplog.set_level("DEBUG")
+    client = make_client(fake, pem)
+    errors = []
+    fake.fail_next(500, on=("POST", r"/files$"))
+    fake.fail_next(503, on=("POST", r"/actions$"))
+    fake.fail_next(503, on=("POST", r"/actions$"))
+    fake.fail_next(503, times=3, on=("GET", r"/document-processes/[^/]+$"))
+    for _attempt in range(2):
+        with pytest.raises(ProviderError) as info:
+            client.send(make_envelope())
+        errors.append(info.value)
+    fake.expire_tokens()
+    fake.token_lifetime = 0
+    with pytest.raises(ProviderError) as info:
+        client.get_status("DOCUMENT_PROCESS:x")
+    errors.append(info.value)
+    secrets = [SECRET, pem.splitlines()[1], *fake.tokens]
+    assertions = [r.form()["assertion"] for r in fake.requests_to("POST", r"/auth/token$")]
+    texts = [caplog.text] + [f"{e} {e.body}" for e in errors]
+    for text in texts:
+        for secret in secrets + assertions:
+            assert secret not in text
 
 
 # ------------------------------------------------------------------ validation before any call

@@ -339,3 +339,53 @@ def test_callbacks_are_signed_detached_jws(fake, pem):
     # Re-attaching the body gives an ordinary JWS, verified independently of our client.
     attached = f"{head}.{base64.urlsafe_b64encode(body).rstrip(b'=').decode()}.{signature}"
     assert jwt.api_jws.decode(attached, public, algorithms=["RS256"]) == body
+
+
+# ------------------------------------------------------------------ configurable state rules
+
+
+def test_title_is_kept_as_sent_and_its_length_can_be_limited(fake, pem):
+    title = "Umowa [ref 0123abcd]"
+    created = api(fake, pem, "POST", "/document-processes", json={"title": title})
+    assert created.status_code == 201 and created.json()["title"] == title
+    assert [p["id"] for p in fake.processes_with_reference("0123abcd")] == [created.json()["id"]]
+    fake.max_title_length = 10  # [GUESS] point: Autenti publishes no limit
+    refused = api(fake, pem, "POST", "/document-processes", json={"title": title})
+    assert refused.status_code == 400 and "title" in refused.json()["message"]
+
+
+def test_a_withdrawn_draft_cannot_be_sent_unless_configured(fake, pem):
+    withdraw = x_assertion("CHALLENGE_CLASSIFIER-UNIQUE_TYPE:ACTION_SELECTION",
+                           ["EVENT_CLASSIFIER-UNIQUE_TYPE:DOCUMENT_WITHDRAWAL"])
+    for revivable in (False, True):
+        fake.allow_send_after_withdrawal = revivable
+        process_id = new_process(fake, pem)
+        path = f"/document-processes/{process_id}/actions"
+        assert api(fake, pem, "POST", path, headers={"X-ASSERTION": withdraw}).status_code == 200
+        sent = api(fake, pem, "POST", path, headers={"X-ASSERTION": SEND})
+        assert sent.status_code == (200 if revivable else 409), sent.text
+        assert fake.processes[process_id]["status"] == ("PROCESSING" if revivable else "WITHDRAWN")
+    fake.sign(process_id, "a@x.example")  # a revived process is live again: the danger it models
+
+
+def test_the_draft_status_name_is_configurable(fake, pem):
+    fake.initial_status = "CREATED"  # [GUESS] point: NOTES §4.1
+    process_id = new_process(fake, pem)
+    assert fake.processes[process_id]["status"] == "CREATED"
+    start(fake, pem, process_id)
+    assert fake.processes[process_id]["status"] == "PROCESSING"
+
+
+def test_fail_marks_the_process_and_the_party(fake, pem):
+    process_id = new_process(fake, pem)
+    with pytest.raises(FakeAutentiError):
+        fake.fail(process_id, "too early")  # a draft is not running: nothing can fail yet
+    start(fake, pem, process_id)
+    fake.fail(process_id, "HSM down", email="a@x.example", status="ERROR")
+    fetched = api(fake, pem, "GET", f"/document-processes/{process_id}").json()
+    assert (fetched["status"], fetched["statusDescription"]) == ("ERROR", "HSM down")
+    party_a = fetched["parties"][0]
+    assert party_a["participationStatus"] == "FAILED"
+    assert party_a["events"][-1]["attributes"] == {"comment": "HSM down"}
+    with pytest.raises(FakeAutentiError):
+        fake.sign(process_id, "b@x.example")

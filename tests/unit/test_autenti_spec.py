@@ -215,3 +215,27 @@ def test_callback_payloads_validate_against_the_notification_schema(swagger, fak
     fake.flush_callbacks()
     assert {"DOCUMENT_SENT", "DOCUMENT_PROCESS_COMPLETED", "DOCUMENT_REMINDER_SENT",
             "DOCUMENT_WITHDRAWAL"} <= set(seen)
+
+
+def test_the_create_body_has_no_external_id_so_our_reference_rides_in_the_title(swagger, fake, flow):
+    # api/autenti.py "Outbox": the described create body offers no place for a value of ours but these.
+    schema = body_schema(operation(swagger, "POST", "/document-processes"))
+    assert set(schema["properties"]) == {"title", "description", "processLanguage"}
+    for body in fake.create_requests():
+        assert body["title"] == "Umowa " + autenti.TITLE_REFERENCE_TAG.format(reference="R1")
+        validate(schema, body)
+
+
+def test_nothing_described_finds_a_process_by_our_reference(swagger):
+    # The only listing takes no parameter (no filter, no search, no paging): no lookup by reference.
+    listing = operation(swagger, "GET", "/document-processes")
+    assert listing.get("parameters", []) == []
+    assert not any(p.get("in") == "query" for item in swagger["paths"].values() for op in item.values()
+                   if isinstance(op, dict) for p in op.get("parameters", []) if p.get("name") != "responseVariant")
+    assert AutentiClient.can_find_by_reference is False
+
+
+def test_callback_events_have_no_field_for_our_reference(swagger):
+    item = swagger["paths"]["/applications/callbacks"]["x-ms-notification-content"]["schema"]["items"]
+    assert set(item["properties"]) == {"id", "actor", "eventType", "object", "timestamp"}
+    assert set(item["properties"]["object"]["properties"]) == {"id", "type"}

@@ -163,6 +163,8 @@ def test_full_flow(fake, make_client, mode):
     fake.sign(envelope_id, company_email)
     status = client.get_status(envelope_id)
     assert (status.state, status.provider_state) == ("signed", "completed")
+    assert status.reference == "SO/2026/0001"
+    assert status.completed_at == ds.parse_datetime(stored["completedDateTime"])
     assert by_key(status) == {"signer-1": "signed", "signer-2": "signed"}
     assert all(s.changed_at for s in status.signers)
 
@@ -182,7 +184,10 @@ def test_full_flow(fake, make_client, mode):
     assert after_client.state == "sent" and by_key(after_client) == {"signer-1": "signed", "signer-2": "pending"}
     final = events[-1]
     assert final.status.state == "signed" and by_key(final.status) == {"signer-1": "signed", "signer-2": "signed"}
-    assert final.hints["reference"] == "SO/2026/0001"
+    assert final.reference == final.status.reference == "SO/2026/0001"
+    assert all(n.reference == "SO/2026/0001" for n in events)
+    assert final.status.completed_at == ds.parse_datetime(fake.envelopes[envelope_id]["completedDateTime"])
+    assert events[1].status.completed_at is None  # still in progress
     assert final.occurred_at is not None
 
 
@@ -531,6 +536,46 @@ def test_status_table():
     assert ds.map_recipient_state("completed") == "signed"
     assert ds.map_recipient_state("declined") == "refused"
     assert ds.parse_datetime("2026-11-23T08:42:00.1234567Z") == datetime.datetime(2026, 11, 23, 8, 42, 0, 123456)
+
+
+@pytest.mark.parametrize("finish, state, reason, field", [
+    ("decline", "refused", "Price is wrong", "declinedDateTime"),
+    ("void", "cancelled", "Offer withdrawn", "voidedDateTime"),
+    ("expire", "expired", "Envelope has expired.", "voidedDateTime"),
+    ("delete", "cancelled", ds.DELETED_REASON, "deletedDateTime"),
+])
+def test_final_states_carry_docusigns_date_and_message(fake, make_client, finish, state, reason, field):
+    client = make_client()
+    envelope_id = client.send(make_envelope()).provider_ref
+    assert client.get_status(envelope_id).completed_at is None
+    {"decline": lambda: fake.decline(envelope_id, "carla@client.example", "Price is wrong"),
+     "void": lambda: client.cancel(envelope_id, "Offer withdrawn"),
+     "expire": lambda: fake.expire(envelope_id),
+     "delete": lambda: fake.delete(envelope_id)}[finish]()
+    stored = fake.envelopes[envelope_id]
+    status = client.get_status(envelope_id)
+    assert (status.state, status.reason) == (state, reason)
+    assert status.completed_at == ds.parse_datetime(stored[field]) is not None
+    if finish != "delete":  # deleting sends no Connect message
+        final = notifications(client, fake)[-1]
+        assert (final.status.state, final.status.completed_at) == (state, status.completed_at)
+
+
+def test_no_docusign_state_means_a_provider_failure():
+    """DocuSign's envelope states are people's decisions or expiry: none becomes our "error"."""
+    assert "error" not in set(ds.STATUS_MAP["envelope"].values())
+    assert ds.map_envelope_state("deleted") == "cancelled" and ds.map_envelope_state("timedout") == "expired"
+    completed = {"status": "completed", "completedDateTime": "2026-11-23T08:42:00.0000000Z"}
+    assert ds.completed_at(completed, "signed") == datetime.datetime(2026, 11, 23, 8, 42)
+    assert ds.completed_at({"status": "sent", "statusChangedDateTime": "2026-11-23T08:42:00Z"}, "sent") is None
+    fallback = {"status": "timedout", "statusChangedDateTime": "2026-11-24T00:00:00Z"}
+    assert ds.completed_at(fallback, "expired") == datetime.datetime(2026, 11, 24)
+
+
+def test_bounced_signer_stays_pending_with_docusigns_reason():
+    [signer] = ds.signer_statuses({"signers": [
+        {"recipientId": "1", "status": "autoresponded", "email": "carla@client.example"}]})
+    assert (signer.state, signer.reason) == ("pending", ds.AUTORESPONDED_REASON)
 
 
 def test_error_detail_shapes():

@@ -96,7 +96,9 @@ def test_parse_recipient_event_with_summary():
     assert note.dedup_key == f"docusign:{ENVELOPE_ID}:recipient-completed:1:2026-11-23T08:42:00.1234567Z"
     assert note.status.state == "sent"
     assert {s.key: s.state for s in note.status.signers} == {"signer-1": "signed", "signer-2": "pending"}
-    assert note.hints == {"reference": "SO/1", "recipient_id": "1"}
+    assert note.hints == {"recipient_id": "1"}
+    assert note.reference == note.status.reference == "SO/1"
+    assert note.status.completed_at is None
     assert note.occurred_at.isoformat() == "2026-11-23T08:42:00.123456"
 
 

@@ -1,5 +1,6 @@
 """SellAndSignClient against FakeSellAndSign over real HTTP: the flow in both account modes,
 outcomes, lost callbacks, outages, and the token-in-URL callback scheme (nothing is signed)."""
+import datetime
 import io
 import json
 import secrets
@@ -115,16 +116,18 @@ def test_full_flow_client_then_company(fake, mode):
     assert company_fields.get("job_title", "") == account["basis"]
     properties = {p["key"]: p["value"] for p in packet["contract_properties"]}
     assert properties["internal_contract_id"] == "REQ-0042"
-    assert query_of(properties["callback:url"]) == {"token": TOKEN, "contract_id": "<id>"}
+    assert query_of(properties["callback:url"]) == {"token": TOKEN, "ref": "REQ-0042", "contract_id": "<id>"}
     assert fake.contract(ref)["auto_close"] == 1  # so the signed PDF becomes downloadable
+    assert result.warnings == ()
 
     with pytest.raises(FakeSellAndSignError):  # rank 2 cannot sign before rank 1
         fake.sign(ref, account["email"])
     fake.sign(ref, CLIENT_EMAIL)
     [note] = deliver(fake, client)
     assert note.provider_ref == ref and note.status is None  # a ping: the core reads the status
+    assert note.reference == "REQ-0042"
     status = client.get_status(ref)
-    assert status.state == "sent"
+    assert (status.state, status.reference, status.completed_at) == ("sent", "REQ-0042", None)
     assert [(s.provider_ref, s.state) for s in status.signers] == [("rank:1", "signed"), ("rank:2", "pending")]
 
     fake.sign(ref, account["email"])
@@ -133,6 +136,8 @@ def test_full_flow_client_then_company(fake, mode):
     status = client.get_status(ref)
     assert (status.state, status.provider_state) == ("signed", "CLOSED (closed)")
     assert all(s.state == "signed" and s.changed_at for s in status.signers)
+    assert status.completed_at == datetime.datetime.fromtimestamp(
+        fake.contract(ref)["closedDate"] / 1000, datetime.timezone.utc).replace(tzinfo=None)
     signed = client.download_signed(ref)
     assert signed.content == PDF + fake.signed_marker and signed.mimetype == "application/pdf"
     evidence = client.download_evidence(ref)
@@ -370,3 +375,105 @@ def test_duplicate_callbacks_share_dedup_key(fake):
     fake.sign(ref, MODES["central"]["email"])
     first, again, final = deliver(fake, client)
     assert first.dedup_key == again.dedup_key != final.dedup_key
+
+
+# ------------------------------------------------------------------ form-encoded callbacks, nothing trusted
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+
+
+def test_fake_posts_form_fields_and_the_client_reads_them(fake):
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    fake.sign(ref, CLIENT_EMAIL)
+    fake.flush_callbacks()
+    [(url, body, headers)] = fake.delivered
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert urllib.parse.parse_qs(body.decode()) == {"contract_id": [ref], "status": ["OPEN"],
+                                                    "event": ["signer_signed"]}
+    [note] = client.parse_webhook({k.lower(): v for k, v in headers.items()}, body, query_of(url))
+    assert (note.provider_ref, note.event_type, note.reference) == (ref, "signer_signed", "REQ-0042")
+    assert note.payload == {"contract_id": ref, "status": "OPEN", "event": "signer_signed"}
+
+
+def test_a_callback_claiming_signed_is_only_a_ping(fake):
+    """The body is unsigned and SELL&SIGN's state names are unknown (NOTES §4.5/§5): its claim is
+    never a status; the core reads the contract, which is still open."""
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    body = urllib.parse.urlencode({"contract_id": ref, "status": "CLOSED", "event": "completed"}).encode()
+    [note] = client.parse_webhook(FORM, body, {"token": TOKEN, "contract_id": ref})
+    assert note.status is None and note.provider_ref == ref
+    assert client.get_status(ref).state == "sent"
+
+
+@pytest.mark.parametrize("body, query, words", [
+    (b"contract_id=81000&contract_id=81001", {}, "repeats contract_id"),
+    (b"contract_id=81001", {"contract_id": "81000"}, "two different contracts"),
+    (b"contract_id=81000%20OR%201", {}, "invalid contract id"),
+    (b"status=SIGNED", {"contract_id": "<id>"}, "names no contract"),
+    (b"just text", {"contract_id": "81000"}, "neither a form nor JSON"),
+])
+def test_malformed_form_callbacks(body, query, words):
+    with pytest.raises(WebhookMalformed, match=words):
+        SellAndSignClient().parse_webhook(FORM, body, {"token": TOKEN, **query})
+
+
+def test_form_callback_values_are_decoded_and_labels_bounded():
+    body = urllib.parse.urlencode({"contract_id": "81000", "event": "sign\u00e9 par le client",
+                                   "message": "Sign\u00e9 & valid\u00e9"}).encode()
+    [note] = SellAndSignClient().parse_webhook(FORM, body, {"token": TOKEN, "contract_id": "81000",
+                                                            "ref": "REQ-0042"})
+    assert note.payload["message"] == "Sign\u00e9 & valid\u00e9"
+    assert note.event_type == "changed"  # not a plain label: not copied into the event journal's name
+    assert note.reference == "REQ-0042"
+    [note] = SellAndSignClient().parse_webhook(FORM, b"contract_id=81000", {"token": TOKEN, "ref": "R" * 129})
+    assert note.reference == ""  # longer than any reference of ours
+
+
+# ------------------------------------------------------------------ failures, reasons, dates
+
+
+def test_provider_failure_maps_to_error_with_its_message(fake):
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    fake.fail(ref, "Service de signature indisponible")
+    [note] = deliver(fake, client)
+    assert (note.provider_ref, note.event_type, note.status) == (ref, "failed", None)
+    status = client.get_status(ref)
+    assert (status.state, status.reason, status.provider_state) == (
+        "error", "Service de signature indisponible", "ERROR")
+
+
+@pytest.mark.parametrize("name", ["FAILED", "IN_ERROR"])
+def test_provider_failure_without_message_names_the_state(fake, name):
+    fake.status_names["failed"] = name
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    fake.fail(ref)
+    status = client.get_status(ref)
+    assert status.state == "error" and name in status.reason
+
+
+def test_completed_at_without_closing_is_the_last_signature(fake, monkeypatch):
+    monkeypatch.setattr(sellandsign, "AUTO_CLOSE_AFTER_SEND", False)
+    monkeypatch.setattr(sellandsign, "REQUIRE_CLOSED_FOR_SIGNED", False)
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    fake.sign(ref, CLIENT_EMAIL)
+    assert client.get_status(ref).completed_at is None  # not finished yet
+    fake.sign(ref, MODES["central"]["email"])
+    status = client.get_status(ref)
+    last = max(s["signatureDate"] for s in fake.contract(ref)["signers"])
+    assert status.state == "signed"
+    assert status.completed_at == datetime.datetime.fromtimestamp(
+        last / 1000, datetime.timezone.utc).replace(tzinfo=None)
+
+
+def test_reference_is_echoed_only_where_the_contract_read_has_it(fake):
+    client = make_client(fake)
+    ref = client.send(make_envelope(reference="ESR/2027/0007")).provider_ref
+    assert fake.contract(ref)["customer_number"] == "ESR/2027/0007"
+    assert client.get_status(ref).reference == "ESR/2027/0007"
+    fake.echo_customer_number = False
+    assert client.get_status(ref).reference == ""

@@ -1,7 +1,9 @@
 """SigniClient against FakeSigni over real HTTP: the flow in both account modes, outcomes, lost
 callbacks, the expiring download link, outages, and the token-in-URL webhook scheme."""
+import contextlib
 import datetime
 import json
+import logging
 import os
 import secrets
 import urllib.parse
@@ -31,12 +33,19 @@ MODES = {
 }
 
 
-@pytest.fixture
-def fake():
+@contextlib.contextmanager
+def running_fake():
+    """A started FakeSigni with our workspace, collecting callbacks in ``delivered``."""
     with FakeSigni() as srv:
         srv.add_workspace(KEY, members=(PROPOSER, "sales@acme.example"))
         srv.delivered = []
         srv.callback_sink = lambda url, body, headers: srv.delivered.append((url, body, headers)) or 200
+        yield srv
+
+
+@pytest.fixture
+def fake():
+    with running_fake() as srv:
         yield srv
 
 
@@ -106,7 +115,7 @@ def test_full_flow_client_then_company(fake, mode):
     assert (second["email"], second["party_order"], second["person_type"]) == (account["email"], 2, "legal")
     assert (second["company_name"], second["dic"], second["ic"]) == ("ACME s.r.o.", "CZ12345678", "12345678")
     hooks = {h["state"]: query_of(h["url"]) for h in data["webhooks"]}
-    assert hooks == {e: {"token": TOKEN, "event": e} for e in ("completed", "rejected", "expired")}
+    assert hooks == {e: {"token": TOKEN, "event": e, "ref": "REQ-0007"} for e in signi.WEBHOOK_EVENTS}
 
     with pytest.raises(FakeSigniError):  # one_at_a_time: the company cannot sign first
         fake.sign(ref, account["email"])
@@ -116,8 +125,8 @@ def test_full_flow_client_then_company(fake, mode):
 
     fake.sign(ref, account["email"])
     [note] = deliver(fake, client)
-    assert note.event_type == "completed" and note.provider_ref == ref
-    assert note.status.state == "signed" and note.status.provider_ref == ref
+    assert note.event_type == "completed" and note.provider_ref == ref and note.reference == "REQ-0007"
+    assert note.status is None  # unsigned body: the core reads the state from the API
     assert note.hints["signed_url"].startswith(fake.api_url + "/contract/pdf/preview?hash=")
 
     signed = client.download_signed(ref, note.hints)  # at once: the link lives 10 minutes
@@ -127,6 +136,8 @@ def test_full_flow_client_then_company(fake, mode):
     assert evidence.content.startswith(b"%PDF") and evidence.filename.endswith(".pdf")
     status = client.get_status(ref)
     assert (status.state, status.provider_state) == ("signed", "completed")
+    completed = fake.contract(ref)["modified_at"].astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    assert status.completed_at == completed.replace(microsecond=0)
 
 
 def test_requests_match_the_proxy_swagger_fields(fake, monkeypatch):
@@ -174,9 +185,8 @@ def test_refusal(fake):
     with pytest.raises(FakeSigniError):
         fake.sign(ref, MODES["central"]["email"])
     [note] = deliver(fake, client)
-    assert note.event_type == "rejected" and note.hints is None
-    assert (note.status.state, note.status.reason) == ("refused", "Cena nesouhlasí")
-    status = client.get_status(ref)
+    assert (note.event_type, note.hints, note.status) == ("rejected", None, None)
+    status = client.get_status(ref)  # the reason comes from Signi's API, not from the callback
     assert (status.state, status.reason) == ("refused", "Cena nesouhlasí")
     with pytest.raises(ProviderError) as err:  # nothing signed to download
         client.download_signed(ref)
@@ -189,7 +199,7 @@ def test_expiry(fake):
     fake.sign(ref, CLIENT_EMAIL)
     fake.expire(ref)
     [note] = deliver(fake, client)
-    assert (note.event_type, note.status.state) == ("expired", "expired")
+    assert (note.event_type, note.status) == ("expired", None)
     assert fake.delivered == [] and query_of(fake.callbacks_sent[-1][0])["event"] == "expired"
     assert client.get_status(ref).state == "expired"
 
@@ -201,7 +211,7 @@ def test_help_text_state_names_accepted(fake):
     fake.sign(ref, CLIENT_EMAIL)
     fake.sign(ref, MODES["central"]["email"])
     [note] = deliver(fake, client)
-    assert (note.event_type, note.status.state, note.status.provider_state) == ("completed", "signed", "signed")
+    assert (note.event_type, note.status) == ("completed", None)
 
 
 def test_lost_callback_then_status_and_api_download(fake):
@@ -216,6 +226,44 @@ def test_lost_callback_then_status_and_api_download(fake):
     signed = client.download_signed(ref)  # no hint: Signi's download endpoint
     assert signed.content == PDF + fake.signed_marker
     assert len(fake.requests_to("GET", rf"/contract/{ref}/download$")) == 1
+
+
+@pytest.mark.parametrize("style", ["naive", "iso"])
+def test_completed_at_is_signis_completion_date(fake, style):
+    fake.modified_style = style  # naive: Prague wall-clock time; iso: with its offset
+    fake.time_offset = -3 * 86400  # signed three days ago
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    assert client.get_status(ref).completed_at is None  # still pending: nothing completed
+    fake.sign(ref, CLIENT_EMAIL)
+    fake.sign(ref, MODES["central"]["email"])
+    fake.time_offset = 0
+    status = client.get_status(ref)
+    signed_at = fake.contract(ref)["modified_at"].astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    assert status.state == "signed" and status.completed_at == signed_at.replace(microsecond=0)
+    assert status.completed_at < datetime.datetime.utcnow() - datetime.timedelta(days=2)
+
+
+def test_refusal_date_and_reason_come_from_the_api(fake):
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    fake.reject(ref, CLIENT_EMAIL, "Cena nesouhlasí")
+    status = client.get_status(ref)
+    assert (status.state, status.reason) == ("refused", "Cena nesouhlasí")
+    rejected_at = fake.contract(ref)["modified_at"].astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    assert status.completed_at == rejected_at.replace(microsecond=0)
+
+
+def test_undocumented_state_stays_open(fake, caplog):
+    """Signi documents no failure state, so nothing maps to "error"; an unknown state must not end
+    the request (it is polled again) and is reported in the log."""
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    fake.force_state(ref, "archived", "moved by an admin")
+    status = client.get_status(ref)
+    assert (status.state, status.provider_state, status.reason, status.completed_at) == (
+        "sent", "archived", "", None)
+    assert "undocumented state 'archived'" in caplog.text
 
 
 def test_signer_states_when_detail_lists_people(fake):
@@ -267,11 +315,24 @@ def test_stale_hint_is_not_even_tried(fake):
     assert not fake.requests_to("GET", r"/pdf/preview$") and fake.requests_to("GET", r"/download$")
 
 
-def test_link_on_foreign_host_is_ignored(fake):
+def test_link_on_foreign_host_is_ignored_and_its_query_never_logged(fake, caplog):
+    caplog.set_level(logging.DEBUG, logger="esign_connector")
     client = make_client(fake)
     ref, note = completed_note(fake, client)
-    client.download_signed(ref, {"signed_url": "http://169.254.169.254/latest/meta-data"})
+    client.download_signed(ref, {"signed_url": "http://169.254.169.254/latest/meta-data?hash=SECRET-HASH"})
     assert not fake.requests_to("GET", r"/pdf/preview$") and fake.requests_to("GET", r"/download$")
+    assert "169.254.169.254/latest/meta-data" in caplog.text  # says which link was refused
+    assert "SECRET-HASH" not in caplog.text
+
+
+def test_failing_signed_link_is_not_logged_with_its_hash(fake, caplog):
+    caplog.set_level(logging.DEBUG, logger="esign_connector")
+    client = make_client(fake)
+    ref, note = completed_note(fake, client)
+    link_hash = query_of(note.hints["signed_url"])["hash"]
+    fake.fail_next(500, times=3, on=("GET", r"/pdf/preview$"))  # first try + 2 retries of a GET
+    assert client.download_signed(ref, note.hints).content == PDF + fake.signed_marker
+    assert "using the API" in caplog.text and link_hash not in caplog.text
 
 
 # ------------------------------------------------------------------ cancel, remind
@@ -423,10 +484,40 @@ def test_malformed_webhooks(body, query):
         SigniClient().parse_webhook({}, body, {"token": TOKEN, **query})
 
 
-def test_state_from_url_when_body_has_none():
+@pytest.mark.parametrize("forged", [
+    {"state": "completed", "file": "https://api.signi.com/api/v1/contract/pdf/preview?hash=forged"},
+    {"state": "rejected", "message": "forged refusal"},
+    {"state": "expired"},
+])
+def test_forged_callback_body_sets_no_state(fake, forged):
+    """Signi does not sign callbacks: whoever has (or guesses) the URL can post any body. Its claim
+    must not become a state; the core reads Signi's API, which still says pending."""
+    client = make_client(fake)
+    ref = client.send(make_envelope()).provider_ref
+    body = json.dumps({"contract_id": int(ref), **forged}).encode()
+    query = {"token": TOKEN, "event": forged["state"], "ref": "REQ-0007"}
+    client.verify_webhook({}, body, query)
+    [note] = client.parse_webhook({"content-type": "application/json"}, body, query)
+    assert (note.event_type, note.provider_ref, note.reference) == (forged["state"], ref, "REQ-0007")
+    assert note.status is None
+    status = client.get_status(ref)  # what the core does for a notification without status
+    assert (status.state, status.reason) == ("sent", "")
+    assert fake.contract(ref)["state"] == "pending" and not fake.requests_to("GET", r"/pdf/preview$")
+
+
+def test_callback_link_on_foreign_host_is_dropped_unlogged(caplog):
+    caplog.set_level(logging.DEBUG, logger="esign_connector")
+    body = json.dumps({"contract_id": 12, "state": "completed",
+                       "file": "https://evil.example/pdf?hash=SECRET-HASH"}).encode()
+    [note] = SigniClient().parse_webhook({}, body, {"token": TOKEN, "event": "completed"})
+    assert note.hints is None and note.status is None
+    assert "evil.example/pdf" in caplog.text and "SECRET-HASH" not in caplog.text
+
+
+def test_event_from_url_when_body_has_none():
     [note] = SigniClient().parse_webhook({}, json.dumps({"contract_id": 12}).encode(),
                                          {"token": TOKEN, "event": "expired"})
-    assert (note.provider_ref, note.status.state) == ("12", "expired")
+    assert (note.provider_ref, note.event_type, note.status) == ("12", "expired", None)
 
 
 def test_duplicate_callbacks_share_dedup_key(fake):

@@ -5,6 +5,7 @@ validates every request against it and each test checks that nothing was refused
 """
 import datetime
 import json
+import logging
 import os
 
 import pytest
@@ -64,6 +65,7 @@ ENVELOPES = {"individual": envelope(SENDER), "central": envelope(REPRESENTATIVE)
 @pytest.fixture
 def fake():
     server = FakeYousign(api_key=API_KEY, spec_path=None if SPEC_SKIP_REASON else SPEC)
+    server.check_answers = True
     server.received = []
 
     def sink(url, body, headers):
@@ -74,8 +76,10 @@ def fake():
     server.subscribe(HOOK_URL, SECRET)
     with server:
         yield server
-    # Every request our client sent conformed to Yousign's OpenAPI document (when it is present).
+    # Every request our client sent conformed to Yousign's OpenAPI document (when it is present), and
+    # so did every JSON answer the fake gave it.
     assert server.spec_rejections == [], server.spec_rejections
+    assert server.answer_violations == [], server.answer_violations
 
 
 def make_client(fake, **kwargs):
@@ -394,6 +398,137 @@ def test_lost_activation_answer_is_a_success_when_yousign_activated(fake, client
     assert fake.signature_requests[result.provider_ref]["status"] == "ongoing"
     assert [s.key for s in result.signers] == ["signer-1", "signer-2"]
     assert not fake.requests_to("DELETE", r".")
+
+
+# --- our reference, provider failures, completion dates -------------------------------------------
+
+
+def test_notifications_and_status_name_our_reference(fake, client):
+    env = envelope()
+    result = client.send(env)
+    fake.sign(result.provider_ref, CLIENT.email)
+    notes = delivered(fake, client)
+    assert [n.event_type for n in notes] == ["signature_request.activated", "signer.notified", "signer.done",
+                                             "signer.notified"]
+    assert {n.reference for n in notes} == {env.reference} == {n.status.reference for n in notes}
+    assert client.get_status(result.provider_ref).reference == env.reference
+
+
+def test_events_of_a_draft_we_deleted_name_no_reference(fake, client):
+    """The "deleted" event of a clean-up must not reach the request that is sent again."""
+    fake.fail_when("POST", r"/documents$", 400, {"type": "invalid_request_error", "detail": "bad PDF"})
+    with pytest.raises(ProviderError):
+        client.send(envelope())
+    (note,) = delivered(fake, client)
+    assert note.event_type == "signature_request.deleted" and note.provider_ref
+    assert note.payload["data"]["signature_request"]["external_id"] == envelope().reference
+    assert note.reference == "" and note.status.reference == ""
+
+
+def test_yousign_failing_a_signature_is_our_error_with_its_reason(fake, client):
+    result = client.send(envelope())
+    fake.sign(result.provider_ref, CLIENT.email)
+    fake.fail_signature(result.provider_ref, SENDER.email)
+    status = client.get_status(result.provider_ref)
+    assert status.state == "error" and status.provider_state == "canceled"
+    assert status.reason == ys.SIGNER_ERROR_REASON.format(who=SENDER.email)
+    failed = next(s for s in status.signers if s.email == SENDER.email)
+    assert failed.state == "pending" and failed.reason == status.reason
+    assert signer_states(status)[CLIENT.email] == "signed"
+
+    notes = delivered(fake, client)
+    error_event, cancel_event = notes[-2:]
+    assert (error_event.event_type, cancel_event.event_type) == ("signer.error", "signature_request.canceled")
+    assert error_event.status.state == cancel_event.status.state == "error"
+    assert error_event.status.reason == status.reason
+    assert "internal error" in cancel_event.status.reason  # no signer details in that event
+    assert cancel_event.status.completed_at == cancel_event.occurred_at
+
+
+def test_a_signer_error_seen_before_the_cancellation_is_already_our_error(client):
+    body = json.dumps({"event_id": "e-1", "event_name": "signer.error", "event_time": "1767225600",
+                       "data": {"signature_request": {"id": "r-1", "status": "ongoing", "external_id": "ref-1",
+                                                      "signers": [{"id": "s-1", "status": "error"}]},
+                                "signer": {"id": "s-1", "status": "error",
+                                           "info": {"email": "jan@client.example"}}}}).encode()
+    (note,) = client.parse_webhook({}, body, {})
+    assert note.status.state == "error" and "jan@client.example" in note.status.reason
+    assert note.reference == "ref-1"
+    assert note.status.completed_at == datetime.datetime(2026, 1, 1)
+
+
+def test_a_failed_signer_does_not_override_an_outcome():
+    done = {"id": "r", "status": "done",
+            "signers": [{"id": "a", "status": "error"}, {"id": "b", "status": "signed"}]}
+    assert ys.build_status("r", done).state == "signed"
+
+
+def test_completion_date_of_a_signed_request(fake, client):
+    result = client.send(envelope())
+    assert client.get_status(result.provider_ref).completed_at is None
+    fake.sign(result.provider_ref, CLIENT.email)
+    assert client.get_status(result.provider_ref).completed_at is None
+    assert not fake.requests_to("GET", r"/audit_trails$")  # only a done request has a completion date
+    fake.sign(result.provider_ref, SENDER.email)
+    last = fake.signature_requests[result.provider_ref]["signers"][-1]
+    status = client.get_status(result.provider_ref)
+    assert status.completed_at == last["signed_at"].replace(tzinfo=None, microsecond=0)
+    (trail,) = fake.requests_to("GET", r"/audit_trails$")
+    assert trail.path.endswith(f"/signers/{last['id']}/audit_trails")
+    done = delivered(fake, client)[-1]
+    assert done.event_type == "signature_request.done" and done.status.completed_at == done.occurred_at
+
+
+def test_completion_date_is_a_detail_the_status_survives_without(fake, client):
+    result = client.send(envelope())
+    fake.sign(result.provider_ref, CLIENT.email)
+    fake.sign(result.provider_ref, SENDER.email)
+    fake.fail_next(500, times=3, on=("GET", r"/audit_trails$"))
+    status = client.get_status(result.provider_ref)
+    assert status.state == "signed" and status.completed_at is None
+
+
+def test_completion_date_of_a_refusal_and_an_expiry(fake, client):
+    refused = client.send(envelope())
+    fake.decline(refused.provider_ref, CLIENT.email, "No")
+    declined_at = fake.signature_requests[refused.provider_ref]["decline_information"]["declined_at"]
+    assert client.get_status(refused.provider_ref).completed_at == ys.parse_datetime(declined_at)
+    expired = client.send(envelope(reference="second-ref"))
+    fake.expire(expired.provider_ref)
+    assert client.get_status(expired.provider_ref).completed_at == datetime.datetime(2027, 1, 31, 23, 59, 59)
+
+
+def test_no_api_key_or_signing_link_in_errors_or_logs(fake, client, caplog):
+    """Error details and log lines of the failure paths carry ids and redacted URLs only."""
+    caplog.set_level(logging.DEBUG)
+    one_request = r"^/v3/signature_requests/[^/]+$"
+    cases = (
+        # activation answer lost, no read gets through: the "still at Yousign" message
+        lambda: (fake.lose_response_next(on=("POST", r"/activate$")),
+                 fake.fail_next(503, times=6, on=("GET", one_request))),
+        lambda: fake.fail_next(502, on=("POST", r"/documents$")),  # the draft is deleted
+        lambda: fake.lose_response_next(on=("POST", r"^/v3/signature_requests$")),  # a draft is left
+    )
+    errors = []
+    for inject in cases:
+        inject()
+        with pytest.raises(ProviderError) as info:
+            client.send(envelope())
+        errors.append(info.value)
+    assert not fake.faults
+    ongoing = client.find_by_reference(envelope().reference)  # deletes the draft left behind
+    fake.fail_next(404, on=("GET", r"/documents/download$"))
+    with pytest.raises(ProviderError) as info:
+        client.download_signed(ongoing.provider_ref)
+    errors.append(info.value)
+
+    links = [s["signature_link"] for r in fake.signature_requests.values() for s in r["signers"]
+             if s["signature_link"]]
+    assert links and all("?" in link for link in links)
+    text = " ".join([str(e) for e in errors] + [r.getMessage() for r in caplog.records])
+    assert "deleted a draft left behind" in text and "is still at Yousign" in text
+    assert API_KEY not in text
+    assert not any(link in text or link.split("?", 1)[1] in text for link in links)
 
 
 # --- authentication and error bodies ------------------------------------------------------------------
