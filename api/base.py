@@ -232,6 +232,14 @@ class ProviderClient:
     can_find_by_reference = False
     """True when :meth:`find_by_reference` can tell whether an envelope exists for our reference."""
 
+    def supports(self, operation):
+        """True when this client implements ``operation`` (``cancel``, ``remind``) instead of refusing it.
+
+        Lets the user be told at once that a provider has no such call, rather than after the
+        command was queued.
+        """
+        return getattr(type(self), operation) is not getattr(ProviderClient, operation)
+
     def send(self, envelope: Envelope) -> SendResult:
         """Create the envelope at the provider and start it; return its reference.
 

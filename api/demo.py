@@ -50,6 +50,8 @@ def verify(secret, header_value, body, now=None, tolerance=TOLERANCE_SECONDS):
 def _parse_dt(value):
     if not value:
         return None
+    if not isinstance(value, str):
+        raise WebhookMalformed(f"bad date {value!r}")
     try:
         return datetime.datetime.fromisoformat(value)
     except (TypeError, ValueError) as exc:
@@ -76,12 +78,19 @@ def parse(body):
     for signer in signers:
         if not isinstance(signer, dict) or signer.get("state") not in SIGNER_STATES:
             raise WebhookMalformed("bad signer entry")
+        texts = {name: signer.get(name) or "" for name in ("key", "email", "ref", "reason")}
+        if not all(isinstance(value, str) for value in texts.values()):
+            raise WebhookMalformed("bad signer entry")
         statuses.append(SignerStatus(
-            state=signer["state"], key=signer.get("key", ""), email=signer.get("email", ""),
-            provider_ref=signer.get("ref", ""), changed_at=_parse_dt(signer.get("acted_at")),
-            reason=signer.get("reason") or "",
+            state=signer["state"], key=texts["key"], email=texts["email"], provider_ref=texts["ref"],
+            changed_at=_parse_dt(signer.get("acted_at")), reason=texts["reason"],
         ))
+    reference = data.get("reference") or ""
+    if not isinstance(envelope, str) or not isinstance(reference, str) or not isinstance(event_id, (str, int)):
+        raise WebhookMalformed("bad envelope, reference or id")
     status = EnvelopeStatus(provider_ref=envelope, state=state, signers=tuple(statuses),
-                            provider_state=state, reason=data.get("reason") or "", raw=data)
-    return [Notification(dedup_key=f"demo:{event_id}", event_type=event_type, provider_ref=envelope,
-                         occurred_at=_parse_dt(data.get("occurred_at")), status=status, payload=data)]
+                            provider_state=state, reason=str(data.get("reason") or ""), raw=data,
+                            completed_at=_parse_dt(data.get("completed_at")), reference=reference)
+    return [Notification(dedup_key=f"demo:{event_id}", event_type=str(event_type)[:200], provider_ref=envelope,
+                         occurred_at=_parse_dt(data.get("occurred_at")), status=status, payload=data,
+                         reference=reference)]

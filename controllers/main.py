@@ -2,9 +2,10 @@
 """Provider notifications in, and the Demo provider's signing page.
 
 The webhook hands the raw request to the provider's client, which verifies it before anything is
-parsed; the models decide everything else. Answers: 200 accepted (also for an unknown reference,
-which is stored), 400 malformed, 403 not authentic, 404 unknown provider, 503 cannot verify now
-(so the provider retries).
+parsed; the models decide everything else. Answers: 200 accepted and stored (also for an unknown
+reference), 400 malformed, 403 not authentic, 404 unknown provider, 413 too large (refused before
+the body is read), 503 cannot verify now (so the provider retries). Nothing is applied while the
+provider waits: the stored event is applied right after, by the processing cron or a job.
 """
 import base64
 import logging
@@ -22,12 +23,14 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 
 class EsignController(http.Controller):
 
+    # ``esign_raw_body``: ir.http keeps the raw body before Odoo parses a form out of it (see
+    # models/ir_http.py), so that form-encoded callbacks (SELL&SIGN) reach the client byte for byte
+    # and a retried transaction sees the same body again. ``max_content_length`` makes werkzeug
+    # refuse a larger body with 413 from its Content-Length, before reading it.
     @http.route("/esign/webhook/<string:provider_code>", type="http", auth="public", methods=["POST"],
-                csrf=False, save_session=False)
+                csrf=False, save_session=False, max_content_length=MAX_BODY_BYTES, esign_raw_body=True)
     def esign_webhook(self, provider_code, **_kwargs):
-        body = request.httprequest.get_data(cache=False)
-        if len(body) > MAX_BODY_BYTES:
-            return request.make_response("payload too large", status=413)
+        body = request.httprequest.get_data(cache=True)
         headers = dict(request.httprequest.headers.items())
         query = request.httprequest.args.to_dict()
         status, text = request.env["esign.request.event"].sudo()._esign_receive_webhook(

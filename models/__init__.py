@@ -7,6 +7,7 @@ from . import esign_provider_docusign
 from . import esign_provider_autenti
 from . import esign_user_account
 from . import esign_request
+from . import esign_request_outbox
 from . import esign_request_signer
 from . import esign_request_event
 from . import esign_demo_envelope
@@ -14,3 +15,4 @@ from . import agreement
 from . import agreement_type
 from . import res_company
 from . import res_config_settings
+from . import ir_http

@@ -2,6 +2,9 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
+from . import esign_send_checks as checks
+from .esign_access import check_esign_right
+
 
 class Agreement(models.Model):
     _inherit = "agreement"
@@ -36,26 +39,27 @@ class Agreement(models.Model):
     @api.depends("company_id")
     @api.depends_context("company")
     def _compute_esign_provider_id(self):
+        Provider = self.env["esign.provider"]
         for agreement in self:
-            company = agreement.company_id or self.env.company
-            agreement.esign_provider_id = company.sudo().esign_provider_id._origin \
-                or self.env["esign.provider"].sudo().search(
-                    [("company_id", "=", company.id), ("state", "!=", "disabled")], limit=1)
+            agreement.esign_provider_id = Provider._esign_default_for_company(
+                agreement.company_id or self.env.company)
 
     def _esign_check_enabled(self):
+        """Refuse contracts that can never be sent (type without e-signature, templates)."""
         for agreement in self:
-            if agreement.agreement_type_id.esign_disabled:
-                raise UserError(_(
-                    "E-signature is disabled for contracts of type %(type)s (%(contract)s).",
-                    type=agreement.agreement_type_id.name, contract=agreement.display_name))
+            problems = [p for p in checks.agreement_problems(agreement, self.env.user)
+                        if p.code in ("ESIGN_TYPE_DISABLED", "ESIGN_TEMPLATE", "ESIGN_NO_RIGHTS")]
+            if problems:
+                raise UserError(checks.format_problems(problems))
 
     def action_esign_send(self):
         """Open the send wizard (the Sign with ... button)."""
         self.ensure_one()
+        check_esign_right(self.env, "send")
         self._esign_check_enabled()
-        if self.esign_state == "sent":
-            raise UserError(_("This contract is already out for signature. Refresh its status or "
-                              "cancel that request first."))
+        if self.esign_state in checks.LIVE_STATES:
+            raise UserError(_("This contract is already being sent, out for signature or signed. Refresh its "
+                              "status, or cancel that request first."))
         return {
             "type": "ir.actions.act_window",
             "res_model": "esign.send.wizard",
@@ -67,10 +71,11 @@ class Agreement(models.Model):
 
     def action_esign_refresh(self):
         """Read the latest request's status from the provider (the Refresh / Signed with ... button)."""
-        for agreement in self:
-            if agreement.esign_request_id:
-                agreement.esign_request_id.action_esign_refresh()
-        return True
+        check_esign_right(self.env, "refresh")
+        requests = self.mapped("esign_request_id")
+        if not requests:
+            raise UserError(_("This contract was not sent for e-signature."))
+        return requests.action_esign_refresh()
 
     def action_view_esign_requests(self):
         self.ensure_one()

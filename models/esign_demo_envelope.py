@@ -27,6 +27,7 @@ class EsignDemoEnvelope(models.Model):
     _order = "id desc"
 
     reference = fields.Char(required=True, index=True, default=lambda self: f"DEMO-{uuid.uuid4().hex[:12]}")
+    external_reference = fields.Char(index=True, help="The sender's own reference (our esign.request).")
     provider_id = fields.Many2one("esign.provider", required=True, ondelete="cascade", index=True)
     title = fields.Char(required=True)
     message = fields.Text()
@@ -37,6 +38,7 @@ class EsignDemoEnvelope(models.Model):
         [("sent", "Sent"), ("signed", "Signed"), ("refused", "Refused"), ("cancelled", "Cancelled")],
         default="sent", required=True)
     reason = fields.Char()
+    completed_at = fields.Datetime()
     reminder_count = fields.Integer()
     signer_ids = fields.One2many("esign.demo.envelope.signer", "envelope_id")
     log = fields.Text(default="[]", help="Audit trail: JSON list of [when, who, what].")
@@ -54,11 +56,13 @@ class EsignDemoEnvelope(models.Model):
             "id": uuid.uuid4().hex,
             "type": event_type,
             "envelope": self.reference,
+            "reference": self.external_reference or "",
             "envelope_state": self.state,
+            "completed_at": self.completed_at.isoformat() if self.completed_at else None,
             "reason": self.reason or "",
             "occurred_at": fields.Datetime.now().isoformat(),
             "signers": [{
-                "key": s.key, "email": s.email, "ref": s.token, "state": s.state,
+                "key": s.key, "email": s.email, "ref": s.ref, "state": s.state,
                 "acted_at": s.acted_at.isoformat() if s.acted_at else None, "reason": s.reason or "",
             } for s in self.signer_ids],
         }
@@ -81,9 +85,9 @@ class EsignDemoEnvelope(models.Model):
         signer.write({"state": decision, "acted_at": fields.Datetime.now(), "reason": reason or False})
         self._log(f"{signer.name} <{signer.email}>", "refused" if decision == "refused" else "signed")
         if decision == "refused":
-            self.write({"state": "refused", "reason": reason or False})
+            self.write({"state": "refused", "reason": reason or False, "completed_at": fields.Datetime.now()})
         elif all(s.state == "signed" for s in self.signer_ids):
-            self.state = "signed"
+            self.write({"state": "signed", "completed_at": fields.Datetime.now()})
             self._log("Demo", "completed")
         else:
             self._refresh_turns()
@@ -149,7 +153,10 @@ class EsignDemoEnvelopeSigner(models.Model):
     email = fields.Char(required=True)
     sequence = fields.Integer(default=1)
     action = fields.Selection([("sign", "Sign"), ("approve", "Approve"), ("view", "View only")], default="sign")
-    token = fields.Char(required=True, index=True, default=lambda self: secrets.token_urlsafe(24))
+    token = fields.Char(required=True, index=True, default=lambda self: secrets.token_urlsafe(24),
+                        help="The secret of the signing link: whoever has it signs as this person.")
+    ref = fields.Char(required=True, index=True, default=lambda self: f"signer-{uuid.uuid4().hex[:12]}",
+                      help="The signer's public id, as a provider returns it (never the token).")
     state = fields.Selection(
         [("waiting", "Waiting"), ("pending", "To sign"), ("signed", "Signed"), ("refused", "Refused")],
         default="waiting", required=True)

@@ -15,6 +15,8 @@ from odoo.exceptions import UserError, ValidationError
 
 from ..api import keys as rsa_keys
 from ..api.base import WebhookAuthError, WebhookMalformed
+from .esign_access import GROUP_MANAGER, check_esign_right
+from .esign_send_checks import SendProblem
 
 _logger = logging.getLogger(__name__)
 
@@ -24,7 +26,7 @@ CALLBACK_TOKEN_PARAM = "token"
 class EsignProvider(models.Model):
     _name = "esign.provider"
     _description = "E-Signature Provider"
-    _order = "sequence, state desc, name"
+    _order = "sequence, name, id"
     _check_company_auto = True
 
     name = fields.Char(required=True, translate=True)
@@ -80,8 +82,17 @@ class EsignProvider(models.Model):
         "proxy or a test server.",
     )
     webhook_secret = fields.Char(
-        groups="base.group_system", copy=False, default=lambda self: secrets.token_urlsafe(32),
-        help="Shared secret used to verify the notifications the provider sends to Odoo.",
+        groups="base.group_system", copy=False,
+        help="Shared secret used to verify the notifications the provider sends to Odoo. It comes from "
+        "the provider (or, for the Demo provider, from Generate secret); an empty secret is reported "
+        "as a missing setting, never replaced by a random one.",
+    )
+    escalation_user_id = fields.Many2one(
+        "res.users", string="Escalation Manager", check_company=True,
+        domain=lambda self: [("groups_id", "in", self.env.ref(GROUP_MANAGER).ids)],
+        help="Who gets an activity when something needs a person: a notification that could not be "
+        "applied after several attempts, a send whose outcome the provider did not confirm. Empty: the "
+        "first e-signature manager of the company.",
     )
     jwt_private_key = fields.Text(
         string="Private Key", groups="base.group_system", copy=False,
@@ -164,6 +175,7 @@ class EsignProvider(models.Model):
         key is registered at the provider, so signing never stops in between.
         """
         self.ensure_one()
+        check_esign_right(self.env, "configure_provider")
         pem = rsa_keys.generate_private_key_pem()
         kid = rsa_keys.public_jwk(pem)["kid"]
         if self.jwt_private_key:
@@ -174,6 +186,7 @@ class EsignProvider(models.Model):
 
     def action_confirm_key_rotation(self):
         self.ensure_one()
+        check_esign_right(self.env, "configure_provider")
         if not self.jwt_next_private_key:
             raise UserError(_("There is no new key to confirm. Generate one first."))
         self.write({
@@ -185,10 +198,13 @@ class EsignProvider(models.Model):
         return True
 
     def action_cancel_key_rotation(self):
+        check_esign_right(self.env, "configure_provider")
         self.write({"jwt_next_private_key": False, "jwt_next_kid": False})
         return True
 
     def action_generate_webhook_secret(self):
+        """A new random secret, for providers where Odoo chooses it (Demo). Administrators only."""
+        check_esign_right(self.env, "configure_provider")
         for provider in self:
             provider.webhook_secret = secrets.token_urlsafe(32)
         return True
@@ -225,18 +241,42 @@ class EsignProvider(models.Model):
                 missing.append(_("Representative's name"))
         return missing
 
-    def _esign_check_ready(self, user):
-        """Raise a :class:`UserError` saying exactly what prevents ``user`` from sending."""
+    def _esign_account_problems(self, user):
+        """Problems with the account the provider would act for when ``user`` sends. Extended per code."""
         self.ensure_one()
-        if self.state == "disabled":
-            raise UserError(_("The e-signature provider %s is disabled.", self.name))
-        missing = self.sudo()._esign_missing_settings()
-        if missing:
-            raise UserError(_(
-                "The e-signature provider %(provider)s is not fully configured. Missing: %(missing)s. "
-                "Ask an administrator to complete it in Settings.",
-                provider=self.name, missing=", ".join(missing)))
-        self._esign_acting_account(user)  # raises when the user has no account in individual mode
+        if self.account_mode == "individual" and not self._esign_user_account(user):
+            return [SendProblem("ESIGN_NO_ACCOUNT", _(
+                "%(provider)s works with individual accounts, and %(user)s has no %(provider)s account. Ask "
+                "an administrator to add it under E-Signature > User Accounts.",
+                provider=self.name, user=user.name))]
+        return []
+
+    def _esign_user_account(self, user):
+        return self.env["esign.user.account"].sudo().search(
+            [("provider_id", "=", self.id), ("user_id", "=", user.id), ("active", "=", True)], limit=1)
+
+    @api.model
+    def _esign_default_for_company(self, company):
+        """The provider a contract of ``company`` is sent with by default.
+
+        The company's chosen default when it can send; otherwise the first provider in production
+        (Enabled) before any in test mode. Archived and disabled providers never send.
+        """
+        chosen = company.sudo().esign_provider_id
+        if chosen and chosen.active and chosen.state != "disabled":
+            return chosen
+        providers = self.sudo().search([("company_id", "=", company.id), ("state", "!=", "disabled")])
+        return providers.sorted(lambda p: (p.state != "enabled", p.sequence, p.name, p.id))[:1]
+
+    def _esign_escalation_user(self):
+        """Who is told when something needs a person (see ``escalation_user_id``)."""
+        self.ensure_one()
+        if self.escalation_user_id.active:
+            return self.escalation_user_id
+        managers = self.env.ref(GROUP_MANAGER).sudo().users.filtered(
+            lambda u: u.active and not u.share and self.company_id in u.company_ids
+            and u != self.env.ref("base.user_root"))
+        return managers.sorted("id")[:1]
 
     def _esign_acting_account(self, user):
         """The account the provider acts for: the sender's own (individual) or the representative's.
@@ -259,8 +299,7 @@ class EsignProvider(models.Model):
                 "subject": f"odoo-representative-{rep.id}",
                 "user_id": rep.representative_user_id.id,
             }
-        account = self.env["esign.user.account"].sudo().search(
-            [("provider_id", "=", self.id), ("user_id", "=", user.id), ("active", "=", True)], limit=1)
+        account = self._esign_user_account(user)
         if not account:
             raise UserError(_(
                 "%(provider)s works with individual accounts, and %(user)s has no %(provider)s "

@@ -7,13 +7,12 @@ administrator pastes into the client application in Autenti's panel. The ``email
 the Autenti user Odoo acts for: the salesperson (individual mode) or the representative (central).
 Callbacks are registered once per organisation and signed by Autenti (detached JWS, Autenti JWKS).
 """
-import json
-
 from odoo import api, fields, models
 from odoo.exceptions import UserError
 
 from ..api import autenti as autenti_api
-from ..api.base import ProviderError, WebhookAuthError
+from ..api.base import ProviderError
+from .esign_access import check_esign_right
 
 SIGNATURE_TYPES = {
     "basic": autenti_api.SIGNATURE_BASIC,
@@ -107,45 +106,12 @@ class EsignProviderAutenti(models.Model):
             missing.append(self.env._("JWK key ID"))
         return missing
 
-    def _esign_webhook_authenticate(self, client, headers, body, query):
-        """Autenti signs every organisation's callbacks with the same key set, so a valid signature
-        alone does not say which company's provider it is for. When another Autenti provider owns
-        the document processes named in the body and this one does not, refuse it here so the core
-        tries the next candidate."""
-        super()._esign_webhook_authenticate(client, headers, body, query)
-        if self.code != "autenti":
-            return
-        others = self.sudo().search([("code", "=", "autenti"), ("state", "!=", "disabled"),
-                                     ("id", "!=", self.id)])
-        if not others:
-            return
-        refs = self._autenti_refs_in_body(body)
-        if not refs:
-            return
-        requests = self.env["esign.request"].sudo().search(
-            [("provider_id", "in", (self | others).ids), ("provider_ref", "in", refs)])
-        if requests and self not in requests.provider_id:
-            raise WebhookAuthError("these Autenti document processes belong to another company's provider")
-
-    @staticmethod
-    def _autenti_refs_in_body(body):
-        try:
-            data = json.loads(body.decode("utf-8") if isinstance(body, bytes) else body)
-        except (UnicodeDecodeError, ValueError):
-            return []
-        events = data if isinstance(data, list) else [data]
-        refs = []
-        for event in events:
-            obj = event.get("object") if isinstance(event, dict) else None
-            if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-                refs.append(obj["id"])
-        return refs
-
     # ------------------------------------------------------------------ actions
 
     def action_autenti_register_callback(self):
         """Register this database's notification URL at Autenti (once per organisation)."""
         self.ensure_one()
+        check_esign_right(self.env, "configure_provider")
         if self.code != "autenti":
             raise UserError(self.env._("This button is for Autenti providers only."))
         missing = self.sudo()._esign_missing_settings()

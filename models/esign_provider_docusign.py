@@ -18,6 +18,8 @@ from odoo.exceptions import UserError
 from ..api import docusign as docusign_api
 from ..api import keys as rsa_keys
 from ..api.base import ProviderError
+from .esign_access import check_esign_right
+from .esign_send_checks import SendProblem
 
 
 class EsignProviderDocuSign(models.Model):
@@ -139,21 +141,22 @@ class EsignProviderDocuSign(models.Model):
             missing.append(self.env._("Representative's DocuSign user ID"))
         return missing
 
-    def _esign_check_ready(self, user):
-        super()._esign_check_ready(user)
-        if self.code != "docusign" or self.account_mode != "individual":
-            return
-        account = self._esign_acting_account(user)
-        if not account.get("provider_user_id"):
-            raise UserError(self.env._(
+    def _esign_account_problems(self, user):
+        problems = super()._esign_account_problems(user)
+        if self.code != "docusign" or self.account_mode != "individual" or problems:
+            return problems
+        if not self._esign_user_account(user).provider_user_id:
+            problems.append(SendProblem("ESIGN_NO_ACCOUNT", self.env._(
                 "%(user)s's DocuSign account has no DocuSign user ID. Ask an administrator to enter it "
                 "under E-Signature > User Accounts (DocuSign > Settings > Users > the user: \"User ID\", "
-                "a GUID).", user=user.name))
+                "a GUID).", user=user.name)))
+        return problems
 
     # ------------------------------------------------------------------ actions
 
     def _docusign_check_button(self):
         self.ensure_one()
+        check_esign_right(self.env, "configure_provider")
         if self.code != "docusign":
             raise UserError(self.env._("This button is for DocuSign providers only."))
 

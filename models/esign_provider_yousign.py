@@ -17,6 +17,7 @@ from odoo.exceptions import UserError
 
 from ..api import yousign as yousign_api
 from ..api.base import ProviderError
+from .esign_access import check_esign_right
 
 SIGNATURE_LEVELS = [
     ("electronic_signature", "Simple electronic signature"),
@@ -112,6 +113,7 @@ class EsignProviderYousign(models.Model):
     def action_yousign_register_webhook(self):
         """Subscribe our notification URL at Yousign and keep the secret Yousign signs with."""
         self.ensure_one()
+        check_esign_right(self.env, "configure_provider")
         if self.code != "yousign":
             raise UserError(self.env._("This action is for Yousign providers only."))
         provider = self.sudo()

@@ -1,36 +1,62 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl).
 """One sending of one contract to an e-signature provider, and its state machine.
 
-States only move forward (``STATE_RANK``); final states never change. That one rule makes
+States only move forward along :data:`TRANSITIONS`; final states never change. That one rule makes
 duplicated, replayed and out-of-order notifications harmless, and lets callbacks and status reads
 (refresh button, cron) go through the same :meth:`_esign_apply_status`.
+
+Nobody writes a request directly: the model ACLs grant no write access, :meth:`write` refuses the
+technical fields outside superuser mode and refuses any state change the machine does not allow,
+even in superuser mode. Sending is an outbox (:mod:`.esign_request_outbox`): the request is
+committed in ``sending`` before the provider is called, once.
 """
+import contextlib
+import datetime
 import json
 import logging
-import secrets
 import threading
 import uuid
 
-from markupsafe import Markup
-
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
-from ..api.base import (REQUEST_FINAL_STATES, Document, Envelope, EnvelopeStatus, Organisation,
-                        ProviderError, Signer)
+from ..api.base import Document, EnvelopeStatus, ProviderError
+from .esign_access import GROUP_MANAGER, check_esign_right
 
 _logger = logging.getLogger(__name__)
 
-STATE_RANK = {"draft": 0, "error": 0, "sent": 1, "signed": 2, "refused": 2, "cancelled": 2, "expired": 2}
+STATES = [
+    ("sending", "Sending"), ("sent", "Sent"), ("signed", "Signed"), ("refused", "Refused"),
+    ("cancelled", "Cancelled"), ("expired", "Expired"), ("error", "Error"),
+]
+FINAL_STATES = frozenset({"signed", "refused", "cancelled", "expired", "error"})
+# A contract has at most one request in these states (a partial unique index says so).
+LIVE_STATES = ("sending", "sent", "signed")
 OPEN_STATES = ("sent",)
+TRANSITIONS = {
+    "sending": {"sent", "error"},
+    "sent": {"signed", "refused", "cancelled", "expired", "error"},
+}
+# What the provider says, as a rank: a status read that ranks lower than where we are is ignored.
+STATE_RANK = {"sending": 0, "sent": 1, "signed": 2, "refused": 2, "cancelled": 2, "expired": 2, "error": 2}
+
+# Written only by the module's own code (superuser), never by a user, not even an administrator.
+PROTECTED_FIELDS = frozenset({
+    "state", "reference", "provider_ref", "provider_state", "provider_id", "agreement_id",
+    "company_id", "user_id", "account_mode", "acting_account_json", "document_id", "signed_document_id",
+    "evidence_document_id", "documents_pending", "last_error", "reason", "sent_at", "completed_at",
+    "last_checked_at", "callback_token", "signer_ids", "send_attempts", "send_claimed_at",
+    "send_next_attempt_at", "send_outcome_unknown", "subject", "message",
+})
 
 
 class EsignRequest(models.Model):
     _name = "esign.request"
     _description = "E-Signature Request"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "mail.activity.mixin"]
     _order = "id desc"
     _check_company_auto = True
+    _mail_post_access = "read"  # salespeople may comment on the requests they can see
 
     name = fields.Char(required=True, readonly=True, copy=False, default=lambda self: _("New"))
     reference = fields.Char(
@@ -39,31 +65,29 @@ class EsignRequest(models.Model):
         help="Our reference, sent to the provider with the document.",
     )
     agreement_id = fields.Many2one("agreement", string="Contract", required=True, ondelete="restrict",
-                                   index=True, check_company=True)
+                                   index=True, check_company=True, readonly=True)
     partner_id = fields.Many2one(related="agreement_id.partner_id")
     provider_id = fields.Many2one("esign.provider", required=True, ondelete="restrict", index=True,
-                                  check_company=True)
+                                  check_company=True, readonly=True)
     provider_code = fields.Selection(related="provider_id.code")
-    company_id = fields.Many2one("res.company", required=True, index=True,
+    company_id = fields.Many2one("res.company", required=True, index=True, readonly=True,
                                  default=lambda self: self.env.company)
-    user_id = fields.Many2one("res.users", string="Sender", required=True,
+    user_id = fields.Many2one("res.users", string="Sender", required=True, readonly=True,
                               default=lambda self: self.env.user, index=True)
     account_mode = fields.Selection(
         [("individual", "Individual accounts"), ("central", "Central representative")], readonly=True)
-    acting_account_json = fields.Text(readonly=True, copy=False,
+    acting_account_json = fields.Text(readonly=True, copy=False, groups=GROUP_MANAGER,
                                       help="The provider account the request was sent with.")
-    state = fields.Selection(
-        [("draft", "Draft"), ("sent", "Sent"), ("signed", "Signed"), ("refused", "Refused"),
-         ("cancelled", "Cancelled"), ("expired", "Expired"), ("error", "Error")],
-        default="draft", required=True, readonly=True, copy=False, tracking=True, index=True,
-    )
+    state = fields.Selection(STATES, default="sending", required=True, readonly=True, copy=False,
+                             tracking=True, index=True)
     provider_ref = fields.Char(string="Provider Reference", readonly=True, copy=False, index=True)
     provider_state = fields.Char(string="Provider Status", readonly=True, copy=False)
-    subject = fields.Char()
-    message = fields.Text()
-    signer_ids = fields.One2many("esign.request.signer", "request_id", string="Signers", copy=True)
-    event_ids = fields.One2many("esign.request.event", "request_id", string="Events", readonly=True)
-    event_count = fields.Integer(compute="_compute_event_count")
+    subject = fields.Char(readonly=True)
+    message = fields.Text(readonly=True)
+    signer_ids = fields.One2many("esign.request.signer", "request_id", string="Signers", readonly=True)
+    event_ids = fields.One2many("esign.request.event", "request_id", string="Events", readonly=True,
+                                groups=GROUP_MANAGER)
+    event_count = fields.Integer(compute="_compute_event_count", groups=GROUP_MANAGER)
     document_id = fields.Many2one("ir.attachment", string="Sent Document", readonly=True, copy=False)
     signed_document_id = fields.Many2one("ir.attachment", string="Signed Document", readonly=True,
                                          copy=False)
@@ -76,18 +100,61 @@ class EsignRequest(models.Model):
     reason = fields.Char(string="Refusal / Cancellation Reason", readonly=True, copy=False)
     sent_at = fields.Datetime(readonly=True, copy=False)
     completed_at = fields.Datetime(readonly=True, copy=False)
-    last_checked_at = fields.Datetime(readonly=True, copy=False)
+    last_checked_at = fields.Datetime(readonly=True, copy=False, index=True)
     callback_token = fields.Char(readonly=True, copy=False, groups="base.group_system", index=True,
-                                 default=lambda self: secrets.token_urlsafe(32),
                                  help="Secret part of this request's notification URL, for providers "
                                       "whose notifications are not signed.")
+    # Outbox (see esign_request_outbox.py)
+    send_attempts = fields.Integer(readonly=True, copy=False)
+    send_claimed_at = fields.Datetime(
+        readonly=True, copy=False,
+        help="Set while a worker calls the provider for this request; cleared when the answer is "
+        "recorded. A claim that stays means the worker died during the call.")
+    send_next_attempt_at = fields.Datetime(readonly=True, copy=False, index=True)
+    send_outcome_unknown = fields.Boolean(
+        string="Sending Unclear", readonly=True, copy=False,
+        help="The provider may have received the contract although it did not confirm it. The "
+        "request is looked up at the provider before anything is sent again.")
+
+    def init(self):
+        # One live request per contract, enforced by the database (two wizards in two tabs, two
+        # users, a retried RPC: the second insert fails instead of making a second envelope).
+        self.env.cr.execute("""
+            CREATE UNIQUE INDEX IF NOT EXISTS esign_request_one_live_per_agreement
+                ON esign_request (agreement_id) WHERE state IN %s
+        """, [LIVE_STATES])
 
     @api.model_create_multi
     def create(self, vals_list):
+        if not self.env.su:
+            raise AccessError(_("E-signature requests are created by sending a contract, not directly."))
         for vals in vals_list:
             if vals.get("name", _("New")) == _("New"):
                 vals["name"] = self.env["ir.sequence"].next_by_code("esign.request") or _("New")
         return super().create(vals_list)
+
+    def write(self, vals):
+        protected = PROTECTED_FIELDS.intersection(vals)
+        if protected and not self.env.su:
+            raise AccessError(_("E-signature requests change only through their actions (send, refresh, "
+                                "cancel); these fields cannot be written: %s", ", ".join(sorted(protected))))
+        if "state" in vals:
+            for request in self:
+                request._esign_check_transition(vals["state"])
+        return super().write(vals)
+
+    def _esign_check_transition(self, new_state):
+        self.ensure_one()
+        if new_state != self.state and new_state not in TRANSITIONS.get(self.state, ()):
+            raise ValidationError(_("The e-signature request %(name)s cannot go from %(old)s to %(new)s.",
+                                    name=self.name, old=self.state, new=new_state))
+
+    def unlink(self):
+        self.check_access("unlink")
+        if not self.env.su and any(request.state in ("sending", "sent") for request in self):
+            raise UserError(_("A request that is being sent or waiting for signatures cannot be deleted: "
+                              "cancel it first."))
+        return super().unlink()
 
     def _compute_event_count(self):
         groups = self.env["esign.request.event"]._read_group(
@@ -100,129 +167,56 @@ class EsignRequest(models.Model):
 
     def _esign_acting_account(self):
         self.ensure_one()
-        if self.acting_account_json:
-            return json.loads(self.acting_account_json)
+        if self.sudo().acting_account_json:
+            return json.loads(self.sudo().acting_account_json)
         return self.provider_id._esign_acting_account(self.user_id)
 
     def _esign_client(self):
+        """A client acting for the account this request was sent with, in the sender's environment
+        (language, time zone), whoever runs it (a cron, a job, a callback)."""
         self.ensure_one()
-        return self.provider_id._esign_get_client(account=self._esign_acting_account())
+        provider = self.provider_id.with_user(self.user_id).sudo()
+        return provider._esign_get_client(account=self._esign_acting_account())
 
     def _esign_lock(self):
-        """Serialise concurrent notifications for this request (row lock until commit)."""
+        """Serialise concurrent processing of this request (row lock until commit)."""
         self.env.cr.execute("SELECT id FROM esign_request WHERE id IN %s FOR UPDATE", [tuple(self.ids)])
         self.invalidate_recordset()
         self.signer_ids.invalidate_recordset()
 
-    def _esign_post(self, body, message_type="notification"):
-        """Log on the contract and on the request (sudo: posting needs write access on the contract)."""
+    @contextlib.contextmanager
+    def _esign_own_transaction(self):
+        """An environment on a new cursor, committed on exit: for facts that must outlive a rollback
+        of the caller's transaction (an outbox claim, the answer of a provider call)."""
+        with self.env.registry.cursor() as cr:
+            yield self.env(cr=cr, su=True)
+        self.invalidate_recordset()
+
+    def _esign_post(self, body, by_provider=True, attachment_ids=None):
+        """Log on the contract and on the request.
+
+        What the provider tells us is authored by OdooBot (a callback arrives as the public user,
+        a cron as whoever runs it); what a user does is authored by that user.
+        """
+        author = self.env.ref("base.partner_root") if by_provider else self.env.user.partner_id
         for request in self:
-            request.agreement_id.sudo().message_post(body=body, message_type=message_type,
-                                                     subtype_xmlid="mail.mt_note")
-            request.sudo().message_post(body=body, message_type=message_type, subtype_xmlid="mail.mt_note")
+            for record in (request.agreement_id.sudo(), request.sudo()):
+                record.message_post(body=body, message_type="notification", subtype_xmlid="mail.mt_note",
+                                    author_id=author.id, attachment_ids=attachment_ids or [])
+                attachment_ids = None  # attached once, on the contract
 
-    # ------------------------------------------------------------------ sending
-
-    def _esign_build_envelope(self):
-        self.ensure_one()
-        company = self.company_id
-        organisation = Organisation(name=company.name, tax_id=company.vat or "",
-                                    country_code=company.country_id.code or "")
-        signers = []
-        for line in self.signer_ids.sorted("sequence"):
-            signers.append(Signer(
-                key=line._esign_key(), name=line.name, email=line.email, role=line.role,
-                sequence=line.sequence, action=line.action, phone=line.phone or "",
-                first_name=line.first_name or "", last_name=line.last_name or "",
-                organisation=organisation if line.role == "company" else None,
-                representation_basis=line.representation_basis or "",
-                provider_user_id=line.provider_user_id or "",
-            ))
-        attachment = self.document_id.sudo()
-        return Envelope(
-            reference=self.reference,
-            title=self.subject or self.agreement_id.name,
-            message=self.message or "",
-            language=(self.user_id.lang or "en")[:2],
-            document=Document(filename=attachment.name, content=attachment.raw,
-                              mimetype=attachment.mimetype or "application/pdf"),
-            signers=tuple(signers),
-            callback_url=self.provider_id._esign_callback_url(self),
-        )
-
-    def _esign_check_sendable(self):
-        """Everything that can be checked before the first call to the provider."""
-        for request in self:
-            agreement = request.agreement_id
-            if agreement.agreement_type_id.esign_disabled:
-                raise UserError(_("E-signature is disabled for contracts of type %s.",
-                                  agreement.agreement_type_id.name))
-            if request.state != "draft":
-                raise UserError(_("The request %s was already sent.", request.name))
-            request.provider_id._esign_check_ready(request.user_id)
-            if not request.document_id or not request.document_id.sudo().raw:
-                raise UserError(_("There is no document to sign."))
-            if not request.document_id.sudo().raw.startswith(b"%PDF"):
-                raise UserError(_("The document %s is not a PDF.", request.document_id.name))
-            if not request.signer_ids:
-                raise UserError(_("Add at least one signer."))
-            if "client" not in request.signer_ids.mapped("role"):
-                raise UserError(_("Add the client as a signer."))
-            for signer in request.signer_ids:
-                signer._esign_check_complete()
-
-    def _esign_send(self):
-        """Send draft requests. A provider failure leaves the request in ``error`` with its message."""
-        self._esign_check_sendable()
-        for request in self:
-            account = request.provider_id._esign_acting_account(request.user_id)
-            request.write({
-                "account_mode": request.provider_id.account_mode,
-                "acting_account_json": json.dumps(account),
-            })
-            try:
-                envelope = request._esign_build_envelope()
-                result = request.provider_id._esign_get_client(account=account).send(envelope)
-            except ProviderError as error:
-                request._esign_set_error(request.provider_id._esign_error_message(error), error)
-                continue
-            request.write({
-                "state": "sent",
-                "provider_ref": result.provider_ref,
-                "sent_at": fields.Datetime.now(),
-                "last_error": False,
-            })
-            request.signer_ids._esign_update_from_provider(result.signers, initial=True)
-            self.env["esign.request.event"].sudo().create({
-                "provider_id": request.provider_id.id,
-                "request_id": request.id,
-                "source": "send",
-                "event_type": "sent",
-                "dedup_key": f"send:{request.reference}",
-                "provider_ref": result.provider_ref,
-                "payload": json.dumps(result.raw or {"provider_ref": result.provider_ref}, default=str),
-                "state": "processed",
-                "processed_at": fields.Datetime.now(),
-                "result": _("Sent"),
-            })
-            request._esign_post(Markup("%s<br/>%s") % (
-                _("Sent for e-signature with %(provider)s (%(ref)s).",
-                  provider=request.provider_id.name, ref=result.provider_ref),
-                _("Signers: %s", ", ".join(request.signer_ids.sorted("sequence").mapped(
-                    lambda s: f"{s.sequence}. {s.name} <{s.email}>"))),
-            ))
-        return True
-
-    def _esign_set_error(self, message, error=None):
-        self.ensure_one()
-        if error is not None:
-            _logger.warning("E-signature request %s failed: %s", self.name, error)
-        self.write({"state": "error" if self.state in ("draft", "error") else self.state,
-                    "last_error": message})
-        self._esign_post(_("E-signature with %(provider)s failed: %(message)s",
-                           provider=self.provider_id.name, message=message))
+    def _esign_is_testing(self):
+        return getattr(threading.current_thread(), "testing", False)
 
     # ------------------------------------------------------------------ applying provider states
+
+    def _esign_set_state(self, new_state, vals=None):
+        """The only place a request changes state (``write`` checks the transition too)."""
+        self.ensure_one()
+        vals = dict(vals or {}, state=new_state)
+        if new_state in FINAL_STATES and not self.completed_at and "completed_at" not in vals:
+            vals["completed_at"] = fields.Datetime.now()
+        self.sudo().write(vals)
 
     def _esign_apply_status(self, status, hints=None):
         """Apply a provider's view of this request. Idempotent, never moves backwards.
@@ -235,30 +229,32 @@ class EsignRequest(models.Model):
         vals = {"last_checked_at": fields.Datetime.now()}
         if status.provider_state:
             vals["provider_state"] = status.provider_state
-        new_state = status.state
-        if new_state == "draft":
-            new_state = "sent"  # a provider-side draft is still "sent" for us once we sent it
-        moved = self.state not in REQUEST_FINAL_STATES and STATE_RANK.get(new_state, -1) > STATE_RANK[self.state]
+        new_state = "sent" if status.state == "draft" else status.state  # a provider draft we sent
+        moved = self.state not in FINAL_STATES and STATE_RANK.get(new_state, -1) > STATE_RANK[self.state] \
+            and new_state in TRANSITIONS.get(self.state, ())
+        self.sudo().write(vals)
         if moved:
-            vals["state"] = new_state
-            if new_state in REQUEST_FINAL_STATES:
-                vals["completed_at"] = fields.Datetime.now()
+            final_vals = {}
+            if new_state in FINAL_STATES:
+                final_vals["completed_at"] = status.completed_at.replace(tzinfo=None) if status.completed_at \
+                    else fields.Datetime.now()
                 if status.reason:
-                    vals["reason"] = status.reason[:250]
-        self.write(vals)
+                    final_vals["reason"] = status.reason[:250]
+            if new_state == "error":
+                final_vals["last_error"] = _("%(provider)s reports that the signature failed: %(reason)s",
+                                             provider=self.provider_id.name,
+                                             reason=status.reason or status.provider_state or _("no detail"))
+            self._esign_set_state(new_state, final_vals)
         for signer, old_state in changes:
             signer._esign_log_change(old_state)
         if moved:
-            self._esign_on_state_change(new_state, hints)
-        if moved:
-            changes_text = _("state %s", new_state)
-        elif changes:
-            changes_text = _("%s signer change(s)", len(changes))
-        else:
-            changes_text = _("no change")
-        return changes_text
+            self._esign_on_state_change(new_state, status, hints)
+            return _("state %s", new_state)
+        if changes:
+            return _("%s signer change(s)", len(changes))
+        return _("no change")
 
-    def _esign_on_state_change(self, new_state, hints=None):
+    def _esign_on_state_change(self, new_state, status=None, hints=None):
         self.ensure_one()
         provider = self.provider_id.name
         labels = {
@@ -267,27 +263,37 @@ class EsignRequest(models.Model):
             "refused": _("The contract was refused with %s.", provider),
             "cancelled": _("The e-signature with %s was cancelled.", provider),
             "expired": _("The e-signature with %s expired before everyone signed.", provider),
+            "error": self.last_error or _("The e-signature with %s failed.", provider),
         }
         body = labels.get(new_state, new_state)
         if self.reason and new_state in ("refused", "cancelled"):
             body = f"{body} {_('Reason: %s', self.reason)}"
         self._esign_post(body)
         if new_state == "signed":
-            self.agreement_id.sudo().signature_date = fields.Date.context_today(self)
+            self.agreement_id.sudo().signature_date = self._esign_signature_date(status)
             self._esign_fetch_documents(hints)
-        if new_state in ("signed", "refused"):
+        if new_state in ("signed", "refused", "error"):
             self._esign_notify_responsible(new_state)
+
+    def _esign_signature_date(self, status=None):
+        """The day the provider completed the signature, in the sender's time zone; today if unknown."""
+        when = (status.completed_at if status else None) or self.completed_at \
+            or max(self.signer_ids.mapped("state_date") or [False]) or fields.Datetime.now()
+        if when.tzinfo is not None:
+            when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        return fields.Date.context_today(self.with_user(self.user_id), timestamp=when)
 
     def _esign_notify_responsible(self, new_state):
         self.ensure_one()
-        if new_state == "signed":
-            summary = _("Contract signed: %s", self.agreement_id.name)
-        else:
-            summary = _("Contract refused: %s", self.agreement_id.name)
+        summaries = {
+            "signed": _("Contract signed: %s", self.agreement_id.name),
+            "refused": _("Contract refused: %s", self.agreement_id.name),
+            "error": _("E-signature failed: %s", self.agreement_id.name),
+        }
         self.agreement_id.sudo().activity_schedule(
             "esign_connector.mail_activity_esign_followup",
-            summary=summary,
-            note=self.reason or "",
+            summary=summaries[new_state],
+            note=self.reason or self.last_error or "",
             user_id=self.user_id.id,
         )
 
@@ -300,23 +306,24 @@ class EsignRequest(models.Model):
             evidence = client.download_evidence(self.provider_ref, hints=hints)
         except ProviderError as error:
             message = self.provider_id._esign_error_message(error)
-            self.write({"documents_pending": True, "last_error": message})
-            self._esign_post(_("The signed document could not be downloaded yet (%s). "
-                               "It will be retried automatically.", message))
+            first_time = not self.documents_pending
+            self.sudo().write({"documents_pending": True, "last_error": message})
+            if first_time:
+                self._esign_post(_("The signed document could not be downloaded yet (%s). "
+                                   "It will be retried automatically.", message))
             return False
         vals = {"documents_pending": False, "last_error": False}
         attachments = self.env["ir.attachment"]
-        if signed:
-            vals["signed_document_id"] = self._esign_attach(signed).id
-            attachments |= self.env["ir.attachment"].browse(vals["signed_document_id"])
-        if evidence:
-            vals["evidence_document_id"] = self._esign_attach(evidence).id
-            attachments |= self.env["ir.attachment"].browse(vals["evidence_document_id"])
-        self.write(vals)
+        if signed and not self.signed_document_id:
+            attachments |= self._esign_attach(signed)
+            vals["signed_document_id"] = attachments[-1:].id
+        if evidence and not self.evidence_document_id:
+            attachments |= self._esign_attach(evidence)
+            vals["evidence_document_id"] = attachments[-1:].id
+        self.sudo().write(vals)
         if attachments:
-            self.agreement_id.sudo().message_post(
-                body=_("Signed document and audit trail from %s.", self.provider_id.name),
-                attachment_ids=attachments.ids, subtype_xmlid="mail.mt_note")
+            self._esign_post(_("Signed document and audit trail from %s.", self.provider_id.name),
+                             attachment_ids=attachments.ids)
         return True
 
     def _esign_attach(self, document):
@@ -329,67 +336,109 @@ class EsignRequest(models.Model):
             "company_id": self.company_id.id,
         })
 
-    # ------------------------------------------------------------------ user actions
+    # ------------------------------------------------------------------ reading the status
+
+    def _esign_refresh(self):
+        """Read the status from the provider and apply it like a notification.
+
+        Returns ``(ok, message)``. The read is stored as an event before it is applied; a failed
+        read or a failed application is recorded on the request (``last_error``, and the event),
+        never only raised, so that the caller's rollback cannot erase it.
+        """
+        self.ensure_one()
+        request = self.sudo()
+        try:
+            status = request._esign_client().get_status(request.provider_ref)
+        except ProviderError as error:
+            message = request.provider_id._esign_error_message(error)
+            request.write({"last_error": message, "last_checked_at": fields.Datetime.now()})
+            return False, message
+        event = self.env["esign.request.event"].sudo()._esign_store_status_read(request, status)
+        event._esign_process()
+        if request.state == "signed" and request.documents_pending:
+            request._esign_fetch_documents()
+        if event.state == "failed":
+            return False, event.result
+        return True, event.result
 
     def action_esign_refresh(self):
-        """Read the status from the provider and apply it, like a notification."""
+        """Refresh status: read where each request stands at the provider.
+
+        Errors are not raised (a raise would roll back what was recorded): they are stored on the
+        request and shown in a notification.
+        """
+        check_esign_right(self.env, "refresh")
+        self.check_access("read")
+        problems = []
         for request in self:
+            if request.state == "sending":
+                problems.append(request._esign_sending_message())
+                continue
             if not request.provider_ref:
                 continue
-            request._esign_refresh(raise_errors=True)
-        return True
-
-    def _esign_refresh(self, raise_errors=False):
-        self.ensure_one()
-        event_model = self.env["esign.request.event"].sudo()
-        try:
-            status = self._esign_client().get_status(self.provider_ref)
-        except ProviderError as error:
-            message = self.provider_id._esign_error_message(error)
-            self.sudo().write({"last_error": message, "last_checked_at": fields.Datetime.now()})
-            if raise_errors:
-                raise UserError(message) from error
-            return False
-        event = event_model._esign_store_status_read(self, status)
-        event._esign_process()
-        if self.state == "signed" and self.documents_pending:
-            self._esign_fetch_documents()
-        if raise_errors and event.state == "failed":
-            raise UserError(event.result)
-        return True
+            ok, message = request._esign_refresh()
+            if not ok:
+                problems.append(message)
+        if problems:
+            return {"type": "ir.actions.client", "tag": "display_notification",
+                    "params": {"type": "warning", "sticky": True, "message": "\n".join(problems),
+                               "next": {"type": "ir.actions.client", "tag": "soft_reload"}}}
+        return {"type": "ir.actions.client", "tag": "display_notification",
+                "params": {"type": "success", "message": _("Status read from the provider."),
+                           "next": {"type": "ir.actions.client", "tag": "soft_reload"}}}
 
     def action_esign_cancel(self):
-        for request in self:
+        """Withdraw the document at the provider (managers). The call runs once, after commit."""
+        check_esign_right(self.env, "cancel")
+        self.check_access("read")
+        for request in self.sudo():
+            request._esign_check_no_command_pending("cancel")
             if request.state != "sent":
                 raise UserError(_("Only a request waiting for signatures can be cancelled."))
-            try:
-                request._esign_client().cancel(request.provider_ref, _("Cancelled by %s", self.env.user.name))
-            except ProviderError as error:
-                raise UserError(request.provider_id._esign_error_message(error)) from error
-            request.sudo().write({"reason": _("Cancelled by %s", self.env.user.name)})
-            request.sudo()._esign_apply_status_state("cancelled")
-        return True
-
-    def _esign_apply_status_state(self, state):
-        """Move to ``state`` after an action we did ourselves (same rules as provider states)."""
-        return self._esign_apply_status(EnvelopeStatus(provider_ref=self.provider_ref, state=state))
+            if not request._esign_client().supports("cancel"):
+                raise UserError(_("%s offers no way to withdraw a document through its API: withdraw it in "
+                                  "%s itself, then refresh the status.", request.provider_id.name,
+                                  request.provider_id.name))
+            reason = _("Cancelled by %s", self.env.user.name)
+            self.env["esign.request.event"]._esign_queue_command(request, "cancel", reason=reason)
+            request._esign_post(_("Cancellation requested by %s.", self.env.user.name), by_provider=False)
+        return {"type": "ir.actions.client", "tag": "display_notification",
+                "params": {"type": "info", "message": _("Cancellation sent to the provider."),
+                           "next": {"type": "ir.actions.client", "tag": "soft_reload"}}}
 
     def action_esign_remind(self):
-        for request in self:
+        """Ask the provider to remind the signer whose turn it is. The call runs once, after commit."""
+        check_esign_right(self.env, "remind")
+        self.check_access("read")
+        for request in self.sudo():
+            request._esign_check_no_command_pending("remind")
             if request.state != "sent":
                 raise UserError(_("Only a request waiting for signatures can be reminded."))
-            try:
-                request._esign_client().remind(request.provider_ref)
-            except ProviderError as error:
-                raise UserError(request.provider_id._esign_error_message(error)) from error
-            request._esign_post(_("Reminder sent by %s to the signer whose turn it is.", self.env.user.name))
-        return {
-            "type": "ir.actions.client", "tag": "display_notification",
-            "params": {"type": "success", "message": _("Reminder sent.")},
-        }
+            if not request._esign_client().supports("remind"):
+                raise UserError(_("%(provider)s offers no reminders through its API: %(provider)s reminds the "
+                                  "signers itself, or send them a message.", provider=request.provider_id.name))
+            self.env["esign.request.event"]._esign_queue_command(request, "remind")
+        return {"type": "ir.actions.client", "tag": "display_notification",
+                "params": {"type": "success", "message": _("Reminder sent.")}}
+
+    def _esign_check_no_command_pending(self, command):
+        pending = self.env["esign.request.event"].sudo().search_count([
+            ("request_id", "=", self.id), ("source", "=", "command"), ("event_type", "=", command),
+            ("state", "in", ("queued", "running"))])
+        if pending:
+            raise UserError(_("This was already asked of %(provider)s for %(request)s a moment ago.",
+                              provider=self.provider_id.name, request=self.name))
+
+    def _esign_sending_message(self):
+        self.ensure_one()
+        if self.send_outcome_unknown:
+            return self.last_error or _("%s did not confirm whether it received the contract.",
+                                        self.provider_id.name)
+        return _("The contract is being sent to %s.", self.provider_id.name)
 
     def action_view_events(self):
         self.ensure_one()
+        check_esign_right(self.env, "read_events")
         action = self.env["ir.actions.act_window"]._for_xml_id("esign_connector.esign_request_event_action")
         action["domain"] = [("request_id", "=", self.id)]
         action["context"] = {"create": False}
@@ -399,17 +448,37 @@ class EsignRequest(models.Model):
 
     @api.model
     def _cron_esign_refresh(self, batch_size=50):
-        """Pull the status of open requests (missed callbacks), retry stored events and downloads."""
-        self.env["esign.request.event"]._esign_retry_failed(limit=batch_size)
-        requests = self.search(
+        """Pull the status of open requests (missed callbacks) and retry signed-document downloads.
+
+        Oldest check first; each request in its own savepoint; a request whose read fails still
+        gets its ``last_checked_at`` (outside the savepoint), so it goes to the back of the queue
+        instead of starving the others.
+        """
+        requests = self.sudo().search(
             ["|", ("state", "in", OPEN_STATES), "&", ("state", "=", "signed"), ("documents_pending", "=", True)],
             order="last_checked_at asc nulls first, id", limit=batch_size)
         for request in requests:
             try:
                 with self.env.cr.savepoint():
                     request._esign_refresh()
-            except Exception:  # one broken request must not stop the batch
+            except Exception as error:  # one broken request must not stop the batch
                 _logger.exception("E-signature refresh of %s failed", request.name)
-            if not getattr(threading.current_thread(), "testing", False):
-                self.env.cr.commit()  # keep each request's progress, like any batch cron
+                request.write({"last_checked_at": fields.Datetime.now(),
+                               "last_error": _("Status read failed: %s", error)})
+            self._esign_commit_progress()
         return len(requests)
+
+    def _esign_commit_progress(self):
+        """Keep each item's progress, like any batch cron (not in tests, whose cursor cannot commit)."""
+        if not self._esign_is_testing():
+            self.env.cr.commit()
+
+    def _esign_document(self):
+        """The document to send, as the provider-neutral :class:`Document`."""
+        attachment = self.document_id.sudo()
+        return Document(filename=attachment.name, content=attachment.raw,
+                        mimetype=attachment.mimetype or "application/pdf")
+
+    def _esign_status_for_own_action(self, state):
+        """A status meaning ``state``, for an action we did ourselves (same rules as provider states)."""
+        return EnvelopeStatus(provider_ref=self.provider_ref, state=state)

@@ -1,10 +1,17 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl).
-"""Everything a provider told us, stored raw before it is applied (an exchange record, edi style).
+"""Everything a provider told us, and every command we queued for it (exchange records, edi style).
 
-Storing first means nothing a provider sent is lost when applying it fails: the event stays
-``failed`` with its error and the cron tries again. ``dedup_key`` is unique per provider, so a
-replayed notification is recognised and never applied twice.
+Incoming: a notification is verified, stored raw in the webhook's own transaction and answered
+200; it is applied right after by the processing cron (triggered at once) or a ``queue_job`` job,
+so a slow download or a lock never holds the provider's connection. Storing first means nothing a
+provider sent is lost when applying it fails: the event stays ``failed`` with its error and is
+retried; after :data:`MAX_ATTEMPTS` a manager gets an activity. ``dedup_key`` is unique per
+provider, so a replayed notification is recognised and never applied twice.
+
+Outgoing: a cancel or a reminder is a ``command`` event, queued in the user's transaction and run
+once after it commits (claim, call, record), like the send outbox.
 """
+import datetime
 import json
 import logging
 import uuid
@@ -14,12 +21,16 @@ import psycopg2
 from odoo import _, api, fields, models
 from odoo.tools import mute_logger
 
-from ..api.base import (ProviderError, WebhookAuthError, WebhookMalformed, body_digest,
+from ..api.base import (EnvelopeStatus, ProviderError, WebhookAuthError, WebhookMalformed, body_digest,
                         status_from_dict, status_to_dict)
+from .esign_access import GROUP_MANAGER, check_esign_right
+from .esign_after_commit import schedule_after_commit, use_queue_job
 
 _logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+UNMATCHED_WINDOW_DAYS = 7  # an unmatched notification is looked at again for this long
+STALE_COMMAND_MINUTES = 10
 
 
 class EsignRequestEvent(models.Model):
@@ -32,19 +43,27 @@ class EsignRequestEvent(models.Model):
     company_id = fields.Many2one(related="provider_id.company_id", store=True, index=True)
     request_id = fields.Many2one("esign.request", ondelete="cascade", index=True)
     source = fields.Selection(
-        [("webhook", "Notification"), ("refresh", "Status read"), ("send", "Sending")],
+        [("webhook", "Notification"), ("refresh", "Status read"), ("send", "Sending"),
+         ("command", "Our action")],
         required=True, default="webhook")
     event_type = fields.Char(required=True)
     provider_ref = fields.Char(string="Provider Reference", index=True)
+    reference = fields.Char(string="Our Reference", index=True,
+                            help="Our reference of the request, where the provider echoes it.")
     dedup_key = fields.Char(required=True, string="De-duplication Key")
+    verified_provider_ids = fields.Many2many(
+        "esign.provider", string="Verified By",
+        help="Every provider whose credentials verified this notification: it may be applied only to a "
+        "request of one of them (a secret shared by two companies routes to the one it names).")
     payload = fields.Text(help="What the provider sent, as received.")
     status_json = fields.Text(help="The provider status this event carries, in our vocabulary.")
     hints_json = fields.Text()
     received_at = fields.Datetime(required=True, default=fields.Datetime.now, index=True)
     processed_at = fields.Datetime()
+    last_attempt_at = fields.Datetime(index=True)
     state = fields.Selection(
-        [("received", "Received"), ("processed", "Processed"), ("unmatched", "Unknown reference"),
-         ("failed", "Failed"), ("rejected", "Rejected")],
+        [("queued", "Queued"), ("running", "Running"), ("received", "Received"), ("processed", "Processed"),
+         ("unmatched", "Unknown reference"), ("failed", "Failed"), ("rejected", "Rejected")],
         default="received", required=True, index=True)
     result = fields.Text()
     attempts = fields.Integer(default=0)
@@ -57,40 +76,41 @@ class EsignRequestEvent(models.Model):
 
     @api.model
     def _esign_receive_webhook(self, code, headers, body, query):
-        """Authenticate, store and process one notification request. Returns ``(http_status, text)``.
+        """Authenticate, store and schedule one notification request. Returns ``(http_status, text)``.
 
         Called by the controller (and by the Demo signing page) with raw bytes; runs as superuser
-        because the caller is the provider, not a user.
+        because the caller is the provider, not a user. Nothing is applied here.
         """
-        headers = {k.lower(): v for k, v in headers.items()}
-        candidates = self.env["esign.provider"].sudo().search(
-            [("code", "=", code), ("state", "!=", "disabled")])
+        self = self.sudo()
+        headers = {str(k).lower(): v for k, v in headers.items()}
+        candidates = self.env["esign.provider"].search([("code", "=", code), ("state", "!=", "disabled")])
         if not candidates:
             return 404, "unknown provider"
-        provider = client = None
+        verified, unverifiable = [], False
         for candidate in candidates:
             try:
-                candidate_client = candidate._esign_webhook_client_for(headers, body, query)
-                candidate._esign_webhook_authenticate(candidate_client, headers, body, query)
+                client = candidate._esign_webhook_client_for(headers, body, query)
+                candidate._esign_webhook_authenticate(client, headers, body, query)
             except WebhookAuthError as error:
                 _logger.info("E-signature notification for %s refused by %s: %s", code, candidate.name, error)
                 continue
             except ProviderError as error:  # e.g. the provider's key set could not be fetched
                 _logger.warning("E-signature notification for %s not verifiable now: %s", code, error)
-                return 503, "cannot verify now"
-            provider, client = candidate, candidate_client
-            break
-        if not provider:
-            return 403, "invalid signature"
+                unverifiable = True
+                continue
+            verified.append((candidate, client))
+        if not verified:
+            return (503, "cannot verify now") if unverifiable else (403, "invalid signature")
+        providers = self.env["esign.provider"].browse([p.id for p, _c in verified])
         try:
-            notifications = client.parse_webhook(headers, body, query)
+            notifications = verified[0][1].parse_webhook(headers, body, query)
         except WebhookMalformed as error:
-            self._esign_store_rejected(provider, body, str(error))
+            self._esign_store_rejected(providers[:1], body, str(error))
             return 400, "malformed notification"
         events = self.browse()
         for notification in notifications:
-            events |= self._esign_store_notification(provider, notification)
-        events._esign_process()
+            events |= self._esign_store_notification(providers, notification)
+        events._esign_schedule_processing()
         return 200, "ok"
 
     def _esign_store_rejected(self, provider, body, reason):
@@ -98,19 +118,26 @@ class EsignRequestEvent(models.Model):
         if not self.search_count([("provider_id", "=", provider.id), ("dedup_key", "=", key)]):
             self.create({
                 "provider_id": provider.id, "event_type": "malformed", "dedup_key": key,
-                "payload": body.decode("utf-8", "replace"), "state": "rejected", "result": reason,
+                "payload": body.decode("utf-8", "replace")[:100_000], "state": "rejected", "result": reason,
             })
 
-    def _esign_store_notification(self, provider, notification):
-        """Store one notification unless it was stored before. Returns the new event or nothing."""
-        if self.search_count([("provider_id", "=", provider.id), ("dedup_key", "=", notification.dedup_key)]):
+    def _esign_store_notification(self, providers, notification):
+        """Store one notification unless it was stored before. Returns the new event or nothing.
+
+        The event goes to the provider whose request it names, among those that verified it.
+        """
+        if self.search_count([("provider_id", "in", providers.ids), ("dedup_key", "=", notification.dedup_key)]):
             _logger.info("E-signature event %s already received, ignored", notification.dedup_key)
             return self.browse()
+        request = self._esign_find_request(providers, notification.provider_ref, notification.reference)
         vals = {
-            "provider_id": provider.id,
+            "provider_id": (request.provider_id or providers[:1]).id,
+            "request_id": request.id,
+            "verified_provider_ids": [fields.Command.set(providers.ids)],
             "source": "webhook",
-            "event_type": notification.event_type or "unknown",
-            "provider_ref": notification.provider_ref,
+            "event_type": (notification.event_type or "unknown")[:200],
+            "provider_ref": notification.provider_ref or False,
+            "reference": notification.reference or False,
             "dedup_key": notification.dedup_key,
             "payload": json.dumps(notification.payload, default=str) if notification.payload is not None else "",
             "status_json": json.dumps(status_to_dict(notification.status)) if notification.status else False,
@@ -123,48 +150,102 @@ class EsignRequestEvent(models.Model):
             return self.browse()
 
     @api.model
+    def _esign_find_request(self, providers, provider_ref, reference):
+        """The request a notification names, by the provider's reference or by ours.
+
+        Our reference alone matches only a request that has no provider reference yet, or the same
+        one: a second envelope made under our reference must never be taken for the first.
+        """
+        Request = self.env["esign.request"].sudo()
+        if provider_ref:
+            request = Request.search([("provider_id", "in", providers.ids), ("provider_ref", "=", provider_ref)],
+                                     limit=1)
+            if request:
+                return request
+        if reference:
+            request = Request.search([("provider_id", "in", providers.ids), ("reference", "=", reference)], limit=1)
+            if request.provider_ref and provider_ref and request.provider_ref != provider_ref:
+                return Request
+            return request
+        return Request
+
+    @api.model
     def _esign_store_status_read(self, request, status):
-        return self.create({
+        return self.sudo().create({
             "provider_id": request.provider_id.id,
             "request_id": request.id,
             "source": "refresh",
-            "event_type": f"status:{status.provider_state or status.state}",
+            "event_type": f"status:{status.provider_state or status.state}"[:200],
             "provider_ref": request.provider_ref,
+            "reference": request.reference,
             "dedup_key": f"refresh:{uuid.uuid4().hex}",  # every read is its own record
             "payload": json.dumps(status.raw, default=str) if status.raw is not None else "",
             "status_json": json.dumps(status_to_dict(status)),
         })
 
+    # ------------------------------------------------------------------ scheduling
+
+    def _esign_schedule_processing(self):
+        """Apply right after this transaction commits, outside the provider's HTTP request."""
+        if not self:
+            return
+        if use_queue_job(self.env):
+            for event in self:
+                event.with_delay(channel="root.esign.events", identity_key=f"esign-event-{event.id}",
+                                 description=_("E-signature: apply %s", event.event_type))._esign_process()
+        else:
+            self.env.ref("esign_connector.ir_cron_esign_process").sudo()._trigger()
+
     # ------------------------------------------------------------------ processing
 
+    def _esign_claim(self):
+        """Lock this event for processing; False when another worker has it or just changed it."""
+        try:
+            with self.env.cr.savepoint(flush=False), mute_logger("odoo.sql_db"):
+                self.env.cr.execute("SELECT id FROM esign_request_event WHERE id = %s FOR UPDATE SKIP LOCKED",
+                                    [self.id])
+                claimed = bool(self.env.cr.fetchone())
+        except psycopg2.errors.SerializationFailure:  # changed by another worker since our snapshot
+            return False
+        if claimed:
+            self.invalidate_recordset()
+        return claimed
+
     def _esign_process(self):
-        """Apply stored events to their requests; each in its own savepoint so one failure is contained."""
-        request_model = self.env["esign.request"].sudo()
-        for event in self:
-            request = event.request_id
-            if not request and event.provider_ref:
-                request = request_model.search(
-                    [("provider_id", "=", event.provider_id.id), ("provider_ref", "=", event.provider_ref)],
-                    limit=1)
+        """Apply stored events to their requests, each once and in its own savepoint."""
+        for event in self.sudo():
+            if event.source == "command" or not event._esign_claim():
+                continue
+            if event.state not in ("received", "failed", "unmatched"):
+                continue  # applied meanwhile (a job and the cron, or a replay)
+            request = event.request_id or event._esign_find_request(
+                event.verified_provider_ids or event.provider_id, event.provider_ref, event.reference)
+            now = fields.Datetime.now()
             if not request:
-                event.write({"state": "unmatched", "processed_at": fields.Datetime.now(),
-                             "result": _("No request with this reference: stored, not applied.")})
+                event.write({"state": "unmatched", "processed_at": now, "last_attempt_at": now,
+                             "result": _("No request with this reference yet: stored, applied when the request "
+                                         "is known.")})
                 continue
             event.request_id = request
+            if request.state == "sending":
+                event.write({"state": "unmatched", "last_attempt_at": now, "result": _(
+                    "The request is still being sent: applied once the provider's answer is recorded.")})
+                continue
             try:
                 with self.env.cr.savepoint():
                     result = event._esign_apply(request)
+            except psycopg2.OperationalError as error:
+                # Another worker changed this request first; our snapshot is stale. The event
+                # stays as it is and the next run applies it on a fresh snapshot.
+                _logger.info("E-signature event %s postponed: %s", event.id, error)
+                continue
             except ProviderError as error:
                 event._esign_fail(request.provider_id._esign_error_message(error))
-            except psycopg2.OperationalError:
-                # A concurrent notification changed this request first: let the whole delivery be
-                # retried (Odoo's HTTP layer does) on a fresh snapshot instead of storing a failure.
-                raise
-            except Exception as error:  # keep the raw event; the cron retries
+            except Exception as error:  # keep the raw event; it is retried
                 _logger.exception("E-signature event %s could not be applied", event.id)
                 event._esign_fail(str(error))
             else:
-                event.write({"state": "processed", "processed_at": fields.Datetime.now(),
+                event.write({"state": "processed", "processed_at": now, "last_attempt_at": now,
                              "result": result, "attempts": event.attempts + 1})
 
     def _esign_apply(self, request):
@@ -173,21 +254,142 @@ class EsignRequestEvent(models.Model):
         if self.status_json:
             status = status_from_dict(json.loads(self.status_json))
         else:
-            # The notification only says "something happened": read where the request stands.
+            # The notification only says "something happened" (or cannot be trusted on its own,
+            # like Signi's unsigned callbacks): read where the request stands.
             status = request._esign_client().get_status(request.provider_ref)
             self.status_json = json.dumps(status_to_dict(status))
         return request._esign_apply_status(status, hints=hints)
 
     def _esign_fail(self, message):
-        self.write({"state": "failed", "result": message, "attempts": self.attempts + 1})
+        attempts = self.attempts + 1
+        self.write({"state": "failed", "result": message, "attempts": attempts,
+                    "last_attempt_at": fields.Datetime.now()})
+        if attempts >= MAX_ATTEMPTS and self.request_id:
+            self.request_id._esign_escalate(_(
+                "The %(provider)s event %(event)s could not be applied after %(count)s attempts: %(message)s",
+                provider=self.provider_id.name, event=self.event_type, count=attempts, message=message))
 
     @api.model
-    def _esign_retry_failed(self, limit=50):
-        events = self.search([("state", "in", ("received", "failed")), ("attempts", "<", MAX_ATTEMPTS)],
-                             order="received_at", limit=limit)
+    def _esign_match_waiting(self, request):
+        """Apply the notifications that arrived before ``request`` had its provider reference."""
+        domain = [("state", "in", ("unmatched", "received")), ("request_id", "in", (False, request.id)),
+                  ("source", "=", "webhook"), "|", ("provider_id", "=", request.provider_id.id),
+                  ("verified_provider_ids", "in", request.provider_id.ids), "|",
+                  ("provider_ref", "=", request.provider_ref), ("reference", "=", request.reference)]
+        events = self.sudo().search(domain, order="received_at, id")
+        events.write({"request_id": request.id})
         events._esign_process()
         return events
 
+    @api.model
+    def _cron_esign_process(self, batch_size=100):
+        """Apply what was received, retry what failed, look again at what matched nothing."""
+        Request = self.env["esign.request"]
+        Request._cron_esign_outbox(batch_size=batch_size)
+        self._esign_run_commands()
+        window = fields.Datetime.now() - datetime.timedelta(days=UNMATCHED_WINDOW_DAYS)
+        events = self.sudo().search(
+            [("source", "!=", "command"), "|", ("state", "=", "received"),
+             "|", "&", ("state", "=", "failed"), ("attempts", "<", MAX_ATTEMPTS),
+             "&", ("state", "=", "unmatched"), ("received_at", ">=", window)],
+            order="last_attempt_at asc nulls first, received_at, id", limit=batch_size)
+        for event in events:
+            event._esign_process()
+            Request._esign_commit_progress()
+        return len(events)
+
     def action_retry(self):
-        self._esign_process()
+        check_esign_right(self.env, "retry_event")
+        self.check_access("read")
+        self.sudo().filtered(lambda e: e.state in ("failed", "unmatched", "received"))._esign_process()
         return True
+
+    # ------------------------------------------------------------------ commands (cancel, remind)
+
+    @api.model
+    def _esign_queue_command(self, request, command, **params):
+        """Queue ``command`` for ``request``; it runs once after this transaction commits."""
+        event = self.sudo().create({
+            "provider_id": request.provider_id.id,
+            "request_id": request.id,
+            "source": "command",
+            "event_type": command,
+            "provider_ref": request.provider_ref,
+            "reference": request.reference,
+            "dedup_key": f"command:{uuid.uuid4().hex}",
+            "payload": json.dumps(dict(params, user_id=self.env.uid)),
+            "state": "queued",
+        })
+        schedule_after_commit(event, "_esign_run_commands", channel=f"root.esign.{request.provider_id.code}",
+                              description=_("E-signature: %(command)s %(request)s", command=command,
+                                            request=request.name))
+        return event
+
+    def _esign_run_commands(self):
+        """Run queued commands (``self``, or every due one when empty): claim, call, record."""
+        commands = self or self.sudo().search([("source", "=", "command"), ("state", "=", "queued")],
+                                              order="id", limit=100)
+        stale = fields.Datetime.now() - datetime.timedelta(minutes=STALE_COMMAND_MINUTES)
+        if not self:
+            for command in self.sudo().search([("source", "=", "command"), ("state", "=", "running"),
+                                               ("last_attempt_at", "<", stale)]):
+                command.write({"state": "failed", "result": _(
+                    "The worker stopped during the call: whether %s happened is unknown. Refresh the status.",
+                    command.event_type)})
+        for command_id in commands.ids:
+            try:
+                self.browse(command_id)._esign_run_command()
+            except Exception:
+                _logger.exception("E-signature command %s failed", command_id)
+
+    def _esign_run_command(self):
+        Request = self.env["esign.request"]
+        with Request._esign_own_transaction() as env:
+            command = env[self._name].browse(self.id)
+            if not command._esign_claim() or command.state != "queued":
+                return
+            request = command.request_id
+            client = request._esign_client()
+            params = json.loads(command.payload or "{}")
+            command.write({"state": "running", "attempts": command.attempts + 1,
+                           "last_attempt_at": fields.Datetime.now()})
+            provider_ref = request.provider_ref
+        try:
+            if self.event_type == "cancel":
+                client.cancel(provider_ref, params.get("reason") or "")
+            elif self.event_type == "remind":
+                client.remind(provider_ref)
+            else:
+                raise ProviderError("config", f"unknown command {self.event_type}")
+            outcome = None
+        except ProviderError as error:
+            outcome = error
+        with Request._esign_own_transaction() as env:
+            env[self._name].browse(self.id)._esign_record_command(outcome, params)
+
+    def _esign_record_command(self, error, params):
+        self.ensure_one()
+        request = self.request_id
+        user = self.env["res.users"].browse(params.get("user_id")).exists() or self.env.user
+        now = fields.Datetime.now()
+        if error is None:
+            self.write({"state": "processed", "processed_at": now, "result": _("Done")})
+            if self.event_type == "cancel":
+                request._esign_lock()
+                request.sudo().write({"reason": params.get("reason") or False})
+                result = request._esign_apply_status(EnvelopeStatus(
+                    provider_ref=request.provider_ref, state="cancelled", reason=params.get("reason") or ""))
+                self.result = result
+            else:
+                request.with_user(user)._esign_post(
+                    _("Reminder sent by %s to the signer whose turn it is.", user.name), by_provider=False)
+            return
+        message = request.provider_id._esign_error_message(error)
+        self.write({"state": "failed", "result": message, "processed_at": now})
+        label = _("Cancelling") if self.event_type == "cancel" else _("The reminder")
+        text = _("%(action)s failed: %(message)s", action=label, message=message)
+        request.sudo().write({"last_error": text})
+        request.with_user(user)._esign_post(text, by_provider=False)
+        request._esign_notify_user(text, "danger")
+        if self.event_type == "cancel" and error.kind in ("conflict", "not_found"):
+            request._esign_refresh()  # it may be signed or gone already: show where it stands

@@ -1,8 +1,15 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl).
-"""A person who must act on a request, in signing order."""
-from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+"""A person who must act on a request, in signing order.
+
+Written only by the request's own code (the ACLs give users read access only); the signing link is
+a bearer credential (whoever has it signs as that person), so only managers may read it.
+"""
+import datetime
+
+from odoo import _, fields, models
 from odoo.tools import email_normalize
+
+from .esign_access import GROUP_MANAGER
 
 SIGNER_RANK = {"waiting": 0, "pending": 1, "signed": 2, "refused": 2}
 
@@ -28,7 +35,7 @@ class EsignRequestSigner(models.Model):
     representation_basis = fields.Char(string="Basis of Representation")
     provider_user_id = fields.Char(string="ID at Provider")
     provider_ref = fields.Char(string="Provider Reference", readonly=True, copy=False, index=True)
-    signing_url = fields.Char(readonly=True, copy=False, groups="base.group_user")
+    signing_url = fields.Char(readonly=True, copy=False, groups=GROUP_MANAGER)
     state = fields.Selection(
         [("waiting", "Waiting"), ("pending", "To sign"), ("signed", "Signed"), ("refused", "Refused")],
         default="waiting", required=True, readonly=True, copy=False)
@@ -38,14 +45,6 @@ class EsignRequestSigner(models.Model):
     def _esign_key(self):
         self.ensure_one()
         return f"signer-{self.id}"
-
-    def _esign_check_complete(self):
-        for signer in self:
-            if not signer.email:
-                raise UserError(_("The signer %s has no e-mail address.", signer.name))
-            if not email_normalize(signer.email):
-                raise UserError(_("The e-mail address of %(name)s is not valid: %(email)s",
-                                  name=signer.name, email=signer.email))
 
     def _esign_match(self, status):
         """Find the signer a provider's :class:`SignerStatus` speaks of."""
@@ -80,14 +79,13 @@ class EsignRequestSigner(models.Model):
             if signer.state not in ("signed", "refused") and \
                     SIGNER_RANK.get(status.state, -1) > SIGNER_RANK[signer.state]:
                 vals["state"] = status.state
-                vals["state_date"] = status.changed_at.replace(tzinfo=None) if status.changed_at \
-                    else fields.Datetime.now()
+                vals["state_date"] = _utc_naive(status.changed_at) or fields.Datetime.now()
                 if status.reason:
                     vals["reason"] = status.reason[:250]
                 if not initial:
                     changes.append((signer, old_state))
             if vals:
-                signer.write(vals)
+                signer.sudo().write(vals)
         return changes
 
     def _esign_log_change(self, old_state):
@@ -103,9 +101,11 @@ class EsignRequestSigner(models.Model):
             body = f"{body} {_('Reason: %s', self.reason)}"
         self.request_id._esign_post(body)
 
-    @api.onchange("partner_id")
-    def _onchange_partner_id(self):
-        if self.partner_id:
-            self.name = self.partner_id.name
-            self.email = self.partner_id.email
-            self.phone = self.partner_id.phone or self.partner_id.mobile
+
+def _utc_naive(value):
+    """A provider's datetime as Odoo stores it: UTC, without tzinfo."""
+    if not value:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return value

@@ -1,11 +1,13 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl).
 """Shared set-up of the Odoo suite: a company, users of each group, contracts, the Demo provider."""
+import datetime
 import io
 import json
 import urllib.parse
 
 from reportlab.pdfgen import canvas
 
+from odoo import fields
 from odoo.tests.common import TransactionCase, new_test_user
 
 from ..api import demo as demo_wire
@@ -37,6 +39,11 @@ class EsignCommon(TransactionCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        if not cls.registry.in_test_mode():
+            # The outbox and the Demo "server" work in transactions of their own (new cursors);
+            # in test mode those are savepoints of the test's transaction, as in HttpCase.
+            cls.registry.enter_test_mode(cls.cr)
+            cls.addClassCleanup(cls.registry.leave_test_mode)
         cls.env = cls.env(context=dict(cls.env.context, tracking_disable=False, mail_create_nolog=True))
         cls.company = cls.env.company
         cls.company.write({"name": "Acme Sp. z o.o.", "vat": "PL1234567890"})
@@ -98,11 +105,26 @@ class EsignCommon(TransactionCase):
         action = agreement.with_env(env).action_esign_send()
         return env["esign.send.wizard"].with_context(action["context"]).create({})
 
-    def send(self, agreement=None, user=None):
+    def run_jobs(self):
+        """What runs after the transaction commits: the outbox, queued commands, stored events.
+
+        A TransactionCase never commits, so the post-commit hook and the triggered cron do not run;
+        the test runs the same cron method they run.
+        """
+        self.env["esign.request.event"]._cron_esign_process()
+        self.env.invalidate_all()
+
+    def time_passes(self, request):
+        """The request's next send attempt is due, as it would be minutes later."""
+        request.sudo().send_next_attempt_at = fields.Datetime.now() - datetime.timedelta(seconds=1)
+
+    def send(self, agreement=None, user=None, process=True):
         agreement = agreement or self.agreement
         wizard = self.open_wizard(agreement, user)
         result = wizard.action_send()
         request = agreement.esign_request_ids.sorted("id")[-1:]
+        if process:
+            self.run_jobs()
         return request, result
 
     def signer(self, request, role):
@@ -119,8 +141,11 @@ class EsignCommon(TransactionCase):
         """A signer acts on the Demo page; the notification goes through the webhook handler."""
         demo_signer = self.demo_signer(request, role)
         body = demo_signer.envelope_id._act(demo_signer, decision, reason)
+        self.env.flush_all()  # the Demo page's transaction is committed before we read from it
         if deliver:
-            return demo_signer._notify(body), body
+            status = demo_signer._notify(body)
+            self.run_jobs()
+            return status, body
         return None, body
 
     def receive_callback(self, code, url, body, headers):
@@ -129,13 +154,18 @@ class EsignCommon(TransactionCase):
         Used as a fake server's ``callback_sink``; returns the HTTP status we answer.
         """
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook(code, headers, body, query)[0]
+        status = self.env["esign.request.event"].sudo()._esign_receive_webhook(code, headers, body, query)[0]
+        self.run_jobs()
+        return status
 
-    def deliver(self, body, secret=None, headers=None):
+    def deliver(self, body, secret=None, headers=None, process=True):
         secret = self.provider.webhook_secret if secret is None else secret
         if headers is None:
             headers = {demo_wire.SIGNATURE_HEADER: demo_wire.sign(secret, body)}
-        return self.env["esign.request.event"].sudo()._esign_receive_webhook("demo", headers, body, {})
+        result = self.env["esign.request.event"].sudo()._esign_receive_webhook("demo", headers, body, {})
+        if process:
+            self.run_jobs()
+        return result
 
     def demo_body(self, request, event_type, envelope_state, signer_states, event_id=None):
         payload = {

@@ -210,6 +210,7 @@ class TestAutentiFlow(EsignCommon):
         request, _result = self.send()
         self.deliver()
         request.with_user(self.manager).action_esign_cancel()
+        self.run_jobs()  # the provider is called once the transaction has committed
         self.assertEqual(request.state, "cancelled")
         self.assertEqual(self.process(request)["status"], "WITHDRAWN")
         # Autenti's withdrawal notification arrives afterwards and changes nothing.
@@ -222,25 +223,39 @@ class TestAutentiFlow(EsignCommon):
         request, _result = self.send()
         self.deliver()
         action = request.with_user(self.salesman).action_esign_remind()
+        self.run_jobs()  # the provider is called once the transaction has committed
         self.assertEqual(action["params"]["type"], "success")
         self.assertEqual(self.fake.reminders, [(request.provider_ref, [f"PARTY-EMAIL:{CLIENT_EMAIL}"])])
 
     # ------------------------------------------------------------------ failures
 
-    def test_upload_failure_leaves_an_error_saying_what_exists_at_autenti(self):
+    def test_upload_failure_is_retried_later_and_says_what_exists_at_autenti(self):
+        """A 500 while uploading: the draft is withdrawn (nothing signable is left), so the outbox may
+        try again later by itself; the user is told what happened at Autenti meanwhile."""
         self.fake.fail_on("POST", r"/document-processes/[^/]+/files$", status=500, body="storage is down")
         request, _result = self.send()
-        self.assertEqual(request.state, "error")
+        self.assertEqual(request.state, "sending")
         self.assertFalse(request.provider_ref)
+        self.assertFalse(request.send_outcome_unknown, "the draft was withdrawn: nothing can be signed")
         process = next(p for p in self.fake.processes.values() if p["id"] in request.last_error)
         self.assertEqual(process["status"], "WITHDRAWN")
         self.assertIn("uploading the PDF failed", request.last_error)
-        self.assertIn(process["id"], request.last_error)
         self.assertIn("was withdrawn, so nobody can sign it", request.last_error)
+        self.assertIn("Sending again automatically", request.last_error)
         self.assertFalse(process["files"])
-        # The withdrawal notification names no request of ours: stored, not applied.
+        # The withdrawal notification names no sent request of ours: stored, not applied.
         self.assertEqual(self.deliver(), [200])
-        self.assertEqual(request.state, "error")
+        self.assertEqual(request.state, "sending")
+        # Autenti's storage is back; the next attempt is due (time passes): sent, once.
+        self.fake.route_faults.clear()
+        self.time_passes(request)
+        self.run_jobs()
+        self.assertEqual(request.state, "sent", request.last_error)
+        self.assertEqual(request.send_attempts, 2)
+        ours = self.fake.processes_with_reference(request.reference)
+        self.assertEqual(sorted(p["status"] != "WITHDRAWN" for p in ours), [False, True])
+        self.assertEqual([p["id"] for p in ours if p["status"] != "WITHDRAWN"], [request.provider_ref],
+                         "one signable process")
 
     def test_refused_credentials_are_readable(self):
         self.autenti.autenti_client_secret = "wrong"

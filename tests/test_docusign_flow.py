@@ -196,9 +196,11 @@ class TestDocuSignFlow(EsignCommon):
     def test_remind_then_cancel_voids_the_envelope(self):
         request, _result = self.send()
         action = request.with_user(self.salesman).action_esign_remind()
+        self.run_jobs()  # the provider is called once the transaction has committed
         self.assertEqual(action["params"]["type"], "success")
         self.assertEqual(self.envelope(request)["resends"], 1)
         request.with_user(self.manager).action_esign_cancel()
+        self.run_jobs()  # the provider is called once the transaction has committed
         self.assertEqual(request.state, "cancelled")
         envelope = self.envelope(request)
         self.assertEqual(envelope["status"], "voided")
@@ -211,19 +213,37 @@ class TestDocuSignFlow(EsignCommon):
         with self.assertRaisesRegex(UserError, "Only a request waiting"):
             request.with_user(self.salesman).action_esign_remind()
 
-    def test_server_error_on_create_leaves_a_readable_error_and_nothing_sent(self):
+    def test_server_error_on_create_is_looked_up_then_sent_once(self):
         # Log in first, so the injected 503 answers the envelope creation itself.
         self.ds._esign_get_client(user=self.salesman)._token()
         self.fake.fail_next(503, {"errorCode": "SERVICE_UNAVAILABLE", "message": "Try later"})
-        request, result = self.send()
-        self.assertEqual(request.state, "error")
-        self.assertEqual(result["params"]["type"], "danger")
+        request, _result = self.send()
+        # A 503 on the POST may hide an envelope DocuSign created: never an error, never a blind resend.
+        self.assertEqual(request.state, "sending")
+        self.assertTrue(request.send_outcome_unknown)
         self.assertIn("DocuSign is unavailable (HTTP 503)", request.last_error)
         self.assertIn("Try later", request.last_error)
+        self.assertIn("looked up", request.last_error)
         self.assertFalse(request.provider_ref)
         self.assertFalse(self.fake.envelopes)
-        self.assertFalse(self.fake.outbox)
+        self.time_passes(request)
+        self.run_jobs()
+        self.assertEqual(request.state, "sent", request.last_error)
+        self.assertEqual(list(self.fake.envelopes), [request.provider_ref], "nothing found, so sent once")
         self.assertFalse(self.agreement.signature_date)
+
+    def test_lost_answer_after_docusign_created_the_envelope_is_adopted_not_resent(self):
+        self.ds._esign_get_client(user=self.salesman)._token()
+        self.fake.lose_response_next(on=("POST", r"/envelopes$"))
+        request, _result = self.send()
+        self.assertEqual(request.state, "sending")
+        self.assertTrue(request.send_outcome_unknown)
+        self.assertEqual(len(self.fake.envelopes), 1, "DocuSign did create it")
+        self.time_passes(request)
+        self.run_jobs()
+        self.assertEqual(request.state, "sent", request.last_error)
+        self.assertEqual(list(self.fake.envelopes), [request.provider_ref], "found by our reference, not resent")
+        self.assertEqual(len(self.fake.requests_to("POST", r"/envelopes$")), 1)
 
     def test_consent_required_is_explained(self):
         self.fake.users[REP_ID]["consented"] = False

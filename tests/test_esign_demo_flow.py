@@ -147,7 +147,8 @@ class TestDemoFlow(EsignCommon):
         request, _result = self.send()
         self.demo_act(request, "client", deliver=False)  # the callback is lost
         self.assertEqual(self.signer(request, "client").state, "pending")
-        self.agreement.with_user(self.salesman).action_esign_refresh()
+        result = self.agreement.with_user(self.salesman).action_esign_refresh()
+        self.assertEqual(result["params"]["type"], "success", result)
         self.assertEqual(self.signer(request, "client").state, "signed")
         self.demo_act(request, "company", deliver=False)
         self.assertEqual(request.state, "sent")
@@ -162,6 +163,8 @@ class TestDemoFlow(EsignCommon):
         with self.assertRaises(Exception):
             request.with_user(self.salesman).check_access_rights("unlink")
         request.with_user(self.manager).action_esign_cancel()
+        self.assertEqual(request.state, "sent", "the provider is called after the transaction commits")
+        self.run_jobs()
         self.assertEqual(request.state, "cancelled")
         self.assertEqual(self.demo_envelope(request).state, "cancelled")
         with self.assertRaisesRegex(UserError, "no longer open"):
@@ -171,6 +174,7 @@ class TestDemoFlow(EsignCommon):
         request, _result = self.send()
         action = request.with_user(self.salesman).action_esign_remind()
         self.assertEqual(action["params"]["type"], "success")
+        self.run_jobs()
         self.assertEqual(self.demo_envelope(request).reminder_count, 1)
 
     def test_send_printed_report(self):
@@ -179,6 +183,7 @@ class TestDemoFlow(EsignCommon):
         self.assertEqual(wizard.document_source, "report")
         wizard = wizard.with_context(force_report_rendering=True)
         wizard.action_send()
+        self.run_jobs()
         request = self.agreement.esign_request_ids
         self.assertEqual(request.state, "sent")
         self.assertTrue(request.document_id.raw.startswith(b"%PDF"))

@@ -21,7 +21,9 @@ class TestHttp(EsignCommon, HttpCase):
             demo_wire.SIGNATURE_HEADER: demo_wire.sign(self.provider.webhook_secret, body),
             "Content-Type": "application/json"})
         self.assertEqual(good.status_code, 200)
-        self.signer(request, "client").invalidate_recordset()
+        self.assertEqual(self.env["esign.request.event"].search([("dedup_key", "=", "demo:evt-http")]).state,
+                         "received", "stored and answered; applied right after, not while the provider waits")
+        self.run_jobs()
         self.assertEqual(self.signer(request, "client").state, "signed")
         malformed = b"[1, 2"
         response = self.url_open(url, data=malformed, headers={

@@ -181,6 +181,7 @@ class TestSigniFlow(EsignCommon):
     def test_cancel_by_manager(self):
         request, _result = self.send()
         request.with_user(self.manager).action_esign_cancel()
+        self.run_jobs()  # the provider is called once the transaction has committed
         self.assertEqual(request.state, "cancelled")
         self.assertTrue(self.fake.contract(request.provider_ref).get("deleted"))
 

@@ -3,6 +3,8 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
+from ..models import esign_send_checks as checks
+
 REPORT_XMLID = "esign_connector.action_report_agreement_contract"
 
 
@@ -57,7 +59,7 @@ class EsignSendWizard(models.TransientModel):
 
     @api.model
     def _signer_defaults(self, agreement, provider):
-        """The client first, then the company signer of the provider's mode."""
+        """The client first, then the company signer the provider's mode decides (read-only)."""
         lines = []
         partner = agreement.partner_id
         if partner:
@@ -68,12 +70,12 @@ class EsignSendWizard(models.TransientModel):
             })
         if provider:
             try:
-                company_line = provider._esign_company_signer_values(self.env.user)
+                company_line = self.env["esign.request"]._esign_company_signer(provider, self.env.user)
             except UserError:
                 company_line = None  # shown as a clear error when sending
             if company_line:
-                company_line["sequence"] = 2
-                lines.append(company_line)
+                lines.append({key: company_line.get(key) for key in (
+                    "partner_id", "name", "email", "role", "action", "representation_basis")} | {"sequence": 2})
         return lines
 
     @api.onchange("provider_id")
@@ -84,32 +86,28 @@ class EsignSendWizard(models.TransientModel):
 
     # ------------------------------------------------------------------ checks
 
-    def _check_before_send(self):
-        """Everything a user can fix here, said at once and precisely."""
+    def _signer_values(self):
+        return [line._signer_values() for line in self.signer_ids]
+
+    def _send_problems(self, document):
         self.ensure_one()
-        self.agreement_id._esign_check_enabled()
-        if not self.env.user.has_group("esign_connector.group_esign_user"):
-            raise UserError(_("You are not allowed to send contracts for e-signature."))
-        problems = []
-        if not self.provider_id:
-            problems.append(_("Choose an e-signature provider."))
-        elif self.provider_id.state == "disabled":
-            problems.append(_("The provider %s is disabled.", self.provider_id.name))
+        problems = self.env["esign.request"]._esign_send_problems(
+            self.agreement_id, self.provider_id, self.env.user, document, self._signer_values())
+        if self.document_source == "report" and not document:
+            problems = [p for p in problems if p.code != "ESIGN_NO_DOCUMENT"]
+        return problems
+
+    def _check_before_send(self):
+        """Everything a user can fix here, said at once and precisely (the server checks it again)."""
+        self.ensure_one()
+        document = self.attachment_id if self.document_source == "attachment" else self.env["ir.attachment"]
+        problems = self._send_problems(document)
         if self.document_source == "attachment" and not self.attachment_id:
-            problems.append(_("Choose the PDF to sign, or print the contract instead."))
-        if not self.signer_ids:
-            problems.append(_("Add at least one signer."))
-        elif "client" not in self.signer_ids.mapped("role"):
-            problems.append(_("Add the client as a signer."))
-        for signer in self.signer_ids:
-            if not signer.email:
-                problems.append(_("%s has no e-mail address.", signer.name or _("A signer")))
-        clients = self.signer_ids.filtered(lambda s: s.role == "client")
-        companies = self.signer_ids.filtered(lambda s: s.role == "company")
-        if clients and companies and max(clients.mapped("sequence")) > min(companies.mapped("sequence")):
-            problems.append(_("The client signs first: give the company signer a higher signing order."))
+            problems = [p for p in problems if p.code != "ESIGN_NO_DOCUMENT"]
+            problems.insert(0, checks.SendProblem("ESIGN_NO_DOCUMENT", _(
+                "Choose the PDF to sign, or print the contract instead.")))
         if problems:
-            raise UserError("\n".join(problems))
+            raise UserError(checks.format_problems(problems))
 
     def _get_document(self):
         """The attachment to send: the chosen PDF, or the contract printed now."""
@@ -118,7 +116,8 @@ class EsignSendWizard(models.TransientModel):
             return self.attachment_id
         report = self.env.ref(REPORT_XMLID).sudo()
         pdf, _type = report._render_qweb_pdf(REPORT_XMLID, [self.agreement_id.id])
-        # sudo: attaching to a contract needs write access on it, which salespeople do not have.
+        # sudo: attaching to a contract needs write access on it, which salespeople do not have;
+        # the contract itself was checked readable by the sender just before.
         return self.env["ir.attachment"].sudo().create({
             "name": f"{self.agreement_id.code or self.agreement_id.name}.pdf".replace("/", "-"),
             "raw": pdf,
@@ -130,31 +129,17 @@ class EsignSendWizard(models.TransientModel):
     # ------------------------------------------------------------------ send
 
     def action_send(self):
+        """Queue the send; the provider is called once this transaction has committed."""
         self.ensure_one()
         self._check_before_send()
-        self.provider_id._esign_check_ready(self.env.user)
-        request = self.env["esign.request"].create({
-            "agreement_id": self.agreement_id.id,
-            "provider_id": self.provider_id.id,
-            "company_id": (self.agreement_id.company_id or self.env.company).id,
-            "user_id": self.env.user.id,
-            "subject": self.subject,
-            "message": self.message,
-            "document_id": self._get_document().id,
-            "signer_ids": [fields.Command.create(line._request_signer_values()) for line in self.signer_ids],
-        })
-        request._esign_send()
-        if request.state == "error":
-            return {
-                "type": "ir.actions.client", "tag": "display_notification",
-                "params": {"type": "danger", "sticky": True, "message": request.last_error,
-                           "next": {"type": "ir.actions.act_window_close"}},
-            }
+        request = self.env["esign.request"]._esign_queue_send(
+            self.agreement_id, self.provider_id, self._get_document(), self._signer_values(),
+            subject=self.subject, message=self.message)
         return {
             "type": "ir.actions.client", "tag": "display_notification",
             "params": {"type": "success",
-                       "message": _("Sent to %(provider)s. The client signs first.",
-                                    provider=self.provider_id.name),
+                       "message": _("%(request)s: sending to %(provider)s. The client signs first.",
+                                    request=request.name, provider=self.provider_id.name),
                        "next": {"type": "ir.actions.act_window_close"}},
         }
 
@@ -182,22 +167,10 @@ class EsignSendWizardSigner(models.TransientModel):
             self.email = self.partner_id.email
             self.phone = self.partner_id.phone or self.partner_id.mobile
 
-    def _request_signer_values(self):
+    def _signer_values(self):
+        """The line as the server's send takes it (the company line is checked against the mode)."""
         self.ensure_one()
-        first, _sep, last = (self.name or "").partition(" ")
-        provider = self.wizard_id.provider_id
-        values = {
+        return {
             "partner_id": self.partner_id.id, "name": self.name, "email": self.email, "phone": self.phone,
             "role": self.role, "sequence": self.sequence, "action": self.action,
-            "representation_basis": self.representation_basis,
-            "first_name": first, "last_name": last,
         }
-        if self.role == "company":
-            account = provider._esign_acting_account(self.env.user)
-            if (account.get("email") or "").lower() == (self.email or "").lower():
-                values.update({
-                    "first_name": account.get("first_name") or first,
-                    "last_name": account.get("last_name") or last,
-                    "provider_user_id": account.get("provider_user_id") or False,
-                })
-        return values
