@@ -19,6 +19,19 @@ from odoo import api
 _logger = logging.getLogger(__name__)
 
 
+def new_environment(registry, cr, uid, context, su=False):
+    """An environment on a fresh cursor of ``registry``, without looking the registry up by name.
+
+    ``api.Environment`` on a cursor without a transaction finds its registry through
+    ``Registry(dbname)``, which takes the registries' global lock; Odoo's own test runner holds that
+    lock for its whole run, so any other thread doing it waits forever. We hold the registry
+    already: give the cursor its transaction directly.
+    """
+    if cr.transaction is None:
+        cr.transaction = api.Transaction(registry)
+    return api.Environment(cr, uid, context, su=su)
+
+
 def use_queue_job(env):
     if "queue.job" not in env or not hasattr(env["res.partner"], "with_delay"):
         return False
@@ -43,7 +56,7 @@ def schedule_after_commit(records, method_name, channel, description, identity_k
     def run_after_commit():
         try:
             with registry.cursor() as cr:
-                getattr(api.Environment(cr, uid, context)[model].browse(ids), method_name)()
+                getattr(new_environment(registry, cr, uid, context)[model].browse(ids), method_name)()
         except Exception:  # the cron retries; never break the caller's response
             _logger.exception("E-signature: %s.%s%s after commit failed", model, method_name, ids)
 

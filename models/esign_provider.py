@@ -356,11 +356,13 @@ class EsignProvider(models.Model):
     def _esign_authenticate_callback_token(self, client, headers, body, query):
         """Accept an unsigned notification only for the request its URL's token belongs to.
 
-        The token must equal (constant time) the ``callback_token`` of a sent request of *this*
-        provider, and every notification in the body must be about that request's contract: a token
-        authorises only its own request, so a leaked one cannot move another contract. A body that
-        cannot be parsed is let through, so that the core stores it as rejected and answers 400 (it
-        is never applied). Returns the request (sudo).
+        The token must equal (constant time) the ``callback_token`` of a request of *this* provider,
+        and every notification in the body must be about that request's contract: a token authorises
+        only its own request, so a leaked one cannot move another contract. While the request has no
+        provider reference yet (its send answer was lost), the notifications must carry our
+        reference instead; the outbox then confirms the envelope with the provider before adopting
+        it. A body that cannot be parsed is let through, so that the core stores it as rejected and
+        answers 400 (it is never applied). Returns the request (sudo).
         """
         token = query.get(CALLBACK_TOKEN_PARAM) if isinstance(query, dict) else None
         if isinstance(token, (list, tuple)):
@@ -370,11 +372,16 @@ class EsignProvider(models.Model):
             [("provider_id", "=", self.id), ("callback_token", "=", token)], limit=1)
         if not request or not hmac.compare_digest((request.callback_token or "").encode(), token.encode()):
             raise WebhookAuthError(f"{self.name}: the notification's token matches no request")
-        if not request.provider_ref:
+        if not request.provider_ref and request.state != "sending":
             raise WebhookAuthError(f"{self.name}: notification for a request that was not sent")
         try:
             notifications = client.parse_webhook(headers, body, query)
         except WebhookMalformed:
+            return request
+        if not request.provider_ref:
+            if any(str(n.reference or "") != request.reference for n in notifications):
+                raise WebhookAuthError(f"{self.name}: the token of request {request.name} does not "
+                                       "authorise notifications about another contract")
             return request
         if any(str(n.provider_ref or "") != request.provider_ref for n in notifications):
             raise WebhookAuthError(f"{self.name}: the token of request {request.name} does not "
@@ -402,8 +409,7 @@ class EsignProvider(models.Model):
             "rate_limited": _("%(provider)s is receiving too many requests%(code)s. "
                               "Try again in a few minutes."),
             "unavailable": _("%(provider)s is unavailable%(code)s. Try again later. Details: %(detail)s"),
-            "timeout": _("%(provider)s did not answer in time. Nothing is lost: use Refresh status "
-                         "later to see whether it was received."),
+            "timeout": _("%(provider)s did not answer in time."),
             "protocol": _("%(provider)s sent an answer we do not understand%(code)s: %(detail)s"),
         }
         code = f" (HTTP {error.status_code})" if error.status_code else ""

@@ -13,10 +13,11 @@ import base64
 import contextlib
 import json
 
-from odoo import SUPERUSER_ID, api, fields, models
+from odoo import SUPERUSER_ID, fields, models
 
 from ..api import demo as demo_wire
 from ..api.base import Document, ProviderClient, ProviderError, SendResult, SignerStatus
+from .esign_after_commit import new_environment
 
 
 class DemoClient(ProviderClient):
@@ -34,7 +35,7 @@ class DemoClient(ProviderClient):
     def _server(self):
         """The Demo "server": an environment on its own cursor, committed when the block ends."""
         with self.registry.cursor() as cr:
-            yield api.Environment(cr, SUPERUSER_ID, {})
+            yield new_environment(self.registry, cr, SUPERUSER_ID, {})
 
     def _envelope(self, env, provider_ref):
         envelope = env["esign.demo.envelope"].search(

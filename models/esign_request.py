@@ -22,6 +22,7 @@ from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..api.base import Document, EnvelopeStatus, ProviderError
 from .esign_access import GROUP_MANAGER, check_esign_right
+from .esign_after_commit import new_environment
 
 _logger = logging.getLogger(__name__)
 
@@ -188,17 +189,19 @@ class EsignRequest(models.Model):
     def _esign_own_transaction(self):
         """An environment on a new cursor, committed on exit: for facts that must outlive a rollback
         of the caller's transaction (an outbox claim, the answer of a provider call)."""
-        with self.env.registry.cursor() as cr:
-            yield self.env(cr=cr, su=True)
+        registry = self.env.registry
+        with registry.cursor() as cr:
+            yield new_environment(registry, cr, self.env.uid, self.env.context, su=True)
         self.invalidate_recordset()
 
-    def _esign_post(self, body, by_provider=True, attachment_ids=None):
+    def _esign_post(self, body, by_provider=True, attachment_ids=None, author=None):
         """Log on the contract and on the request.
 
         What the provider tells us is authored by OdooBot (a callback arrives as the public user,
-        a cron as whoever runs it); what a user does is authored by that user.
+        a cron as whoever runs it); what a user does is authored by that user (``author``, or the
+        current user).
         """
-        author = self.env.ref("base.partner_root") if by_provider else self.env.user.partner_id
+        author = author or (self.env.ref("base.partner_root") if by_provider else self.env.user.partner_id)
         for request in self:
             for record in (request.agreement_id.sudo(), request.sudo()):
                 record.message_post(body=body, message_type="notification", subtype_xmlid="mail.mt_note",

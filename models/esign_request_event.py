@@ -227,6 +227,14 @@ class EsignRequestEvent(models.Model):
                                          "is known.")})
                 continue
             event.request_id = request
+            if request.state == "sending" and event.provider_ref and event.source == "webhook" \
+                    and request.provider_id._esign_authenticates_by_callback_token():
+                # Its send answer was lost, and this callback (authenticated by the request's own
+                # token) names the envelope: confirm it with the provider and adopt it.
+                request._esign_outbox_adopt(event.provider_ref)
+                event.invalidate_recordset()
+                if event.state == "processed":
+                    continue
             if request.state == "sending":
                 event.write({"state": "unmatched", "last_attempt_at": now, "result": _(
                     "The request is still being sent: applied once the provider's answer is recorded.")})
@@ -271,12 +279,17 @@ class EsignRequestEvent(models.Model):
 
     @api.model
     def _esign_match_waiting(self, request):
-        """Apply the notifications that arrived before ``request`` had its provider reference."""
+        """Apply the notifications that arrived before ``request`` had its provider reference.
+
+        An event that names another envelope (a different provider reference) under our reference is
+        not this request's: it stays unmatched.
+        """
         domain = [("state", "in", ("unmatched", "received")), ("request_id", "in", (False, request.id)),
                   ("source", "=", "webhook"), "|", ("provider_id", "=", request.provider_id.id),
                   ("verified_provider_ids", "in", request.provider_id.ids), "|",
                   ("provider_ref", "=", request.provider_ref), ("reference", "=", request.reference)]
-        events = self.sudo().search(domain, order="received_at, id")
+        events = self.sudo().search(domain, order="received_at, id").filtered(
+            lambda e: not e.provider_ref or e.provider_ref == request.provider_ref)
         events.write({"request_id": request.id})
         events._esign_process()
         return events

@@ -166,7 +166,8 @@ class EsignRequestOutbox(models.Model):
         for attempt in range(3):  # recording must not be lost to a serialisation failure
             try:
                 with self._esign_own_transaction() as env:
-                    env["esign.request"].browse(self.id)._esign_outbox_record(outcome)
+                    env["esign.request"].browse(self.id)._esign_outbox_record(
+                        outcome, can_lookup=client.can_find_by_reference)
                 break
             except psycopg2.errors.SerializationFailure:
                 if attempt == 2:
@@ -220,8 +221,12 @@ class EsignRequestOutbox(models.Model):
             return ProviderError("protocol", f"{type(error).__name__}: {error}", provider=client.code,
                                  outcome_unknown=True)
 
-    def _esign_outbox_record(self, outcome):
-        """Record the provider's answer on the request (in its own transaction)."""
+    def _esign_outbox_record(self, outcome, can_lookup=False):
+        """Record the provider's answer on the request (in its own transaction).
+
+        ``can_lookup``: whether the client can find an envelope by our reference, which decides what
+        an unclear outcome leads to.
+        """
         self.ensure_one()
         self._esign_lock()
         if self.state != "sending":
@@ -235,7 +240,7 @@ class EsignRequestOutbox(models.Model):
         if isinstance(outcome, SendResult):
             self._esign_outbox_sent(outcome)
         else:
-            self._esign_outbox_failed(outcome)
+            self._esign_outbox_failed(outcome, can_lookup)
 
     def _esign_outbox_sent(self, result):
         now = fields.Datetime.now()
@@ -261,18 +266,43 @@ class EsignRequestOutbox(models.Model):
         self._esign_post(Markup("%s<br/>%s") % (
             _("Sent for e-signature with %(provider)s (%(ref)s).", provider=self.provider_id.name,
               ref=result.provider_ref),
-            _("Signers: %s", signers)), by_provider=False)
+            _("Signers: %s", signers)), author=self.user_id.partner_id)
         for warning in result.warnings or ():
             self._esign_post(_("%(provider)s: %(warning)s", provider=self.provider_id.name, warning=warning))
             self._esign_notify_user(warning, "warning")
         # Notifications that came before we knew the provider's reference are applied now.
         self.env["esign.request.event"].sudo()._esign_match_waiting(self)
 
-    def _esign_outbox_failed(self, error):
+    def _esign_outbox_adopt(self, provider_ref):
+        """Settle an unclear send from a callback that names the provider's envelope.
+
+        Only for a request whose send answer was lost (``send_outcome_unknown``), from a callback
+        authenticated by the request's own token; the envelope is read from the provider with our
+        credentials first, and refused when it carries another reference than ours.
+        """
+        self.ensure_one()
+        self._esign_lock()
+        if self.state != "sending" or not self.send_outcome_unknown or self.send_claimed_at:
+            return False
+        try:
+            status = self._esign_client().get_status(provider_ref)
+        except ProviderError as error:
+            _logger.info("E-signature request %s: envelope %s named by a callback cannot be read: %s",
+                         self.name, provider_ref, error)
+            return False
+        if status.reference and status.reference != self.reference:
+            _logger.warning("E-signature request %s: envelope %s carries another reference", self.name, provider_ref)
+            return False
+        self._esign_post(_("%(provider)s's notification named the envelope %(ref)s, which %(provider)s confirms: "
+                           "the contract did arrive.", provider=self.provider_id.name, ref=provider_ref))
+        self._esign_outbox_sent(SendResult(provider_ref=provider_ref, signers=tuple(status.signers),
+                                           raw={"adopted_from_callback": provider_ref}))
+        return True
+
+    def _esign_outbox_failed(self, error, can_lookup):
         message = self.provider_id._esign_error_message(error)
         vals = {"send_claimed_at": False}
         attempts = self.send_attempts
-        can_lookup = self._esign_client().can_find_by_reference
         if error.outcome_unknown or self.send_outcome_unknown and error.transient:
             vals["send_outcome_unknown"] = True
             if can_lookup and attempts < MAX_SEND_ATTEMPTS:

@@ -9,13 +9,15 @@ import json
 import threading
 from functools import partial
 
-from odoo import SUPERUSER_ID, api, sql_db
+from odoo import SUPERUSER_ID, sql_db
 from odoo.exceptions import UserError
+from odoo.modules.registry import Registry
 from odoo.service.model import retrying
 from odoo.tests import tagged
 from odoo.tests.common import BaseCase, get_db_name
 
 from ..api import demo as demo_wire
+from ..models.esign_after_commit import new_environment
 from .common import make_pdf
 
 SECRET = "concurrency-secret"
@@ -27,8 +29,9 @@ class TestConcurrency(BaseCase):
     def setUp(self):
         super().setUp()
         self.dbname = get_db_name()
+        self.registry = Registry(self.dbname)  # looked up once, here, in the runner's own thread
         with self.cursor() as cr:
-            env = api.Environment(cr, SUPERUSER_ID, {})
+            env = self.env_of(cr)
             if env.registry.in_test_mode():
                 self.skipTest("the registry is in test mode: its cursors would share one transaction")
             provider = env.ref("esign_connector.esign_provider_demo")
@@ -50,7 +53,7 @@ class TestConcurrency(BaseCase):
         return sql_db.db_connect(self.dbname).cursor()
 
     def env_of(self, cr, uid=SUPERUSER_ID):
-        return api.Environment(cr, uid, {})
+        return new_environment(self.registry, cr, uid, {})
 
     def _cleanup(self):
         with self.cursor() as cr:

@@ -178,6 +178,10 @@ class TestDemoFlow(EsignCommon):
         self.assertEqual(self.demo_envelope(request).reminder_count, 1)
 
     def test_send_printed_report(self):
+        # wkhtmltopdf fetches the report's CSS from report.url (default: this server). Under Odoo's
+        # own runner the test HTTP server would serve it from inside this test's transaction and
+        # wait for it forever; a closed loopback port renders the PDF without styles at once.
+        self.env["ir.config_parameter"].set_param("report.url", "http://127.0.0.1:9")
         self.env["ir.attachment"].search([("res_model", "=", "agreement"), ("res_id", "=", self.agreement.id)]).unlink()
         wizard = self.open_wizard()
         self.assertEqual(wizard.document_source, "report")

@@ -43,3 +43,24 @@ class TestHttp(EsignCommon, HttpCase):
         document = self.url_open(f"/esign/demo/sign/{client.token}/document")
         self.assertTrue(document.content.startswith(b"%PDF"))
         self.assertEqual(self.url_open("/esign/demo/sign/not-a-token").status_code, 404)
+
+    def test_form_encoded_body_reaches_the_verification_intact(self):
+        """Odoo parses a form body before the controller runs: the raw bytes must survive that
+        (SELL&SIGN posts form-encoded callbacks), or the signature check sees an empty body."""
+        request, _result = self.send()
+        body = self.demo_body(request, "signer.signed", "sent", {"client": "signed", "company": "pending"},
+                              event_id="evt-form")
+        response = self.url_open("/esign/webhook/demo", data=body, headers={
+            demo_wire.SIGNATURE_HEADER: demo_wire.sign(self.provider.webhook_secret, body),
+            "Content-Type": "application/x-www-form-urlencoded"})
+        self.assertEqual(response.status_code, 200, response.text)
+        self.assertTrue(self.env["esign.request.event"].search([("dedup_key", "=", "demo:evt-form")]))
+
+    def test_oversized_body_is_refused_before_it_is_read(self):
+        request, _result = self.send()
+        events_before = self.env["esign.request.event"].search_count([])
+        huge = b"{" + b" " * (5 * 1024 * 1024 + 10) + b"}"
+        response = self.url_open("/esign/webhook/demo", data=huge, headers={
+            demo_wire.SIGNATURE_HEADER: demo_wire.sign(self.provider.webhook_secret, huge)})
+        self.assertEqual(response.status_code, 413)
+        self.assertEqual(self.env["esign.request.event"].search_count([]), events_before)

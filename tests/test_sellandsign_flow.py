@@ -164,6 +164,15 @@ class TestSellAndSignFlow(EsignCommon):
         self.assertFalse(request.provider_ref)
         self.assertEqual(self.fake.contracts, {})
 
+    def test_failed_auto_close_is_told_to_the_user(self):
+        self.fake.fail_next(500, on=("POST", r"/model/contract/update$"), times=3)  # and its retries
+        request, _result = self.send()
+        self.assertEqual(request.state, "sent", "the contract is out: the send itself succeeded")
+        notes = " ".join(self.agreement.message_ids.mapped("body"))
+        self.assertIn("could not be set to close contract", notes)
+        self.assertIn("close (validate) the contract in SELL&amp;SIGN", notes)
+        self.assertNotIn(self.sns.sellandsign_j_token, notes)
+
     def test_missing_settings_named(self):
         self.sns.sellandsign_j_token = False
         with self.assertRaisesRegex(UserError, "SELL&SIGN API token"):

@@ -168,6 +168,35 @@ class TestSigniFlow(EsignCommon):
         self.assertEqual(request.state, "sent")
         self.assertEqual(other.state, "sent")
 
+    def test_forged_outcome_with_a_valid_token_is_not_believed(self):
+        """Signi signs nothing: a body claiming "completed" only makes us read the contract from Signi."""
+        request, _result = self.send()
+        self.fake.sign(request.provider_ref, CLIENT_EMAIL)
+        self.fake.sign(request.provider_ref, CEO_EMAIL)
+        (url, body, headers), = self.take_callbacks()
+        self.fake.contract(request.provider_ref)["state"] = "pending"  # Signi really says: not done
+        self.assertEqual(self._sink(url, body, headers), 200)
+        self.assertEqual(request.state, "sent", "the body's claim was not applied")
+        self.assertTrue(self.fake.requests_to("GET", rf"/contract/{request.provider_ref}"),
+                        "the state was read from Signi's API")
+
+    def test_lost_send_answer_is_settled_by_signis_callback(self):
+        """Signi cannot be searched: after a lost answer the request waits, and the outcome callback
+        (with the request's own token and our reference) names the contract, confirmed with Signi."""
+        self.fake.lose_response_next(on=("POST", r"/contract/?$"))
+        request, _result = self.send()
+        self.assertEqual(request.state, "sending")
+        self.assertTrue(request.send_outcome_unknown)
+        self.assertIn(request.reference, request.last_error)
+        (contract_id,) = self.fake.contracts
+        self.run_jobs()
+        self.assertEqual(len(self.fake.contracts), 1, "never sent a second time")
+        self.fake.sign(contract_id, CLIENT_EMAIL)
+        self.fake.sign(contract_id, CEO_EMAIL)
+        self.flush()
+        self.assertEqual(request.provider_ref, str(contract_id))
+        self.assert_signed_with_documents(request)
+
     def test_provider_error_on_send_leaves_request_in_error(self):
         self.fake.fail_next(422, {"message": "The given data was invalid.",
                                   "errors": {"people.1.email": ["is not valid"]}})
