@@ -974,6 +974,8 @@ class AutentiClient(ProviderClient):
     def _select_key(keys, kid):
         if kid is None:
             return next(iter(keys.values())) if len(keys) == 1 else None
+        if not isinstance(kid, str):
+            raise WebhookAuthError("Autenti webhook: the key id is not a string")
         return keys.get(kid)
 
     def verify_webhook(self, headers, body, query):

@@ -8,6 +8,7 @@ the body is read), 503 cannot verify now (so the provider retries). Nothing is a
 provider waits: the stored event is applied right after, by the processing cron or a job.
 """
 import base64
+import functools
 import logging
 
 from werkzeug.exceptions import NotFound
@@ -16,9 +17,12 @@ from odoo import http
 from odoo.exceptions import UserError
 from odoo.http import request
 
+from ..models.esign_request_event import wake_up_processing
+
 _logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_DEMO_FORM_BYTES = 64 * 1024  # the Demo page's form: a decision and a short reason
 
 
 class EsignController(http.Controller):
@@ -34,8 +38,13 @@ class EsignController(http.Controller):
         headers = dict(request.httprequest.headers.items())
         query = request.httprequest.args.to_dict()
         status, text = request.env["esign.request.event"].sudo()._esign_receive_webhook(
-            provider_code, headers, body, query)
-        return request.make_response(text, headers=[("Content-Type", "text/plain")], status=status)
+            provider_code, headers, body, query, wake_up=False)
+        response = request.make_response(text, headers=[("Content-Type", "text/plain")], status=status)
+        if status == 200:
+            # The event and its cron trigger are committed before the answer; the cron workers are
+            # woken once the answer is sent, so the provider does not wait for that connection.
+            response.call_on_close(functools.partial(wake_up_processing, request.db))
+        return response
 
     # ------------------------------------------------------------------ Demo signing page
 
@@ -67,7 +76,7 @@ class EsignController(http.Controller):
         ])
 
     @http.route("/esign/demo/sign/<string:token>/<string:decision>", type="http", auth="public",
-                methods=["POST"])
+                methods=["POST"], max_content_length=MAX_DEMO_FORM_BYTES)
     def esign_demo_act(self, token, decision, reason="", **_kwargs):
         if decision not in ("sign", "refuse"):
             raise NotFound()

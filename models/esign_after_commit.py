@@ -10,7 +10,8 @@ orphaned when it rolls back. What must reach a provider is therefore first commi
 * otherwise a post-commit hook in the same worker, so the user sees the result on the next reload;
 * in every case the processing cron, which picks up whatever a dead worker left behind.
 
-The method called must be safe to run twice (it claims its records first).
+The method called must be safe to run twice (it claims its records first). It runs in superuser
+mode with the caller's uid and context: rights were checked when the work was queued.
 """
 import logging
 
@@ -45,7 +46,7 @@ def schedule_after_commit(records, method_name, channel, description, identity_k
         return
     env = records.env
     if use_queue_job(env):
-        for record in records:
+        for record in records.sudo():
             delayable = record.with_delay(channel=channel, description=description,
                                           identity_key=identity_key(record) if identity_key else None)
             getattr(delayable, method_name)()
@@ -56,7 +57,8 @@ def schedule_after_commit(records, method_name, channel, description, identity_k
     def run_after_commit():
         try:
             with registry.cursor() as cr:
-                getattr(new_environment(registry, cr, uid, context)[model].browse(ids), method_name)()
+                env = new_environment(registry, cr, uid, context, su=True)
+                getattr(env[model].browse(ids), method_name)()
         except Exception:  # the cron retries; never break the caller's response
             _logger.exception("E-signature: %s.%s%s after commit failed", model, method_name, ids)
 

@@ -20,6 +20,8 @@ from odoo.tools.pdf import PdfFileReader, PdfFileWriter
 
 from ..api import demo as demo_wire
 
+MAX_REASON_LENGTH = 500  # what a signer types on the public page: bounded
+
 
 class EsignDemoEnvelope(models.Model):
     _name = "esign.demo.envelope"
@@ -82,6 +84,7 @@ class EsignDemoEnvelope(models.Model):
             raise UserError(_("This document is no longer open for signature."))
         if signer.state != "pending":
             raise UserError(_("It is not your turn to sign yet: earlier signers must sign first."))
+        reason = (reason or "")[:MAX_REASON_LENGTH]
         signer.write({"state": decision, "acted_at": fields.Datetime.now(), "reason": reason or False})
         self._log(f"{signer.name} <{signer.email}>", "refused" if decision == "refused" else "signed")
         if decision == "refused":

@@ -208,6 +208,13 @@ class EsignRequest(models.Model):
                                     author_id=author.id, attachment_ids=attachment_ids or [])
                 attachment_ids = None  # attached once, on the contract
 
+    def message_post(self, **kwargs):
+        """Users comment as themselves: OdooBot's notes are the provider's (see :meth:`_esign_post`)."""
+        author_id = kwargs.get("author_id")
+        if author_id and not self.env.su and author_id != self.env.user.partner_id.id:
+            raise AccessError(_("You can post on e-signature requests only in your own name."))
+        return super().message_post(**kwargs)
+
     def _esign_is_testing(self):
         return getattr(threading.current_thread(), "testing", False)
 

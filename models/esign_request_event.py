@@ -18,8 +18,9 @@ import uuid
 
 import psycopg2
 
-from odoo import _, api, fields, models
-from odoo.tools import mute_logger
+from odoo import _, api, fields, models, sql_db
+from odoo.addons.base.models.ir_cron import ODOO_NOTIFY_FUNCTION
+from odoo.tools import SQL, mute_logger
 
 from ..api.base import (EnvelopeStatus, ProviderError, WebhookAuthError, WebhookMalformed, body_digest,
                         status_from_dict, status_to_dict)
@@ -29,8 +30,18 @@ from .esign_after_commit import schedule_after_commit, use_queue_job
 _logger = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+MAX_IDENTIFIER_LENGTH = 255  # references, event ids and types: longer is hostile, not a provider
 UNMATCHED_WINDOW_DAYS = 7  # an unmatched notification is looked at again for this long
 STALE_COMMAND_MINUTES = 10
+
+
+def wake_up_processing(dbname):
+    """Wake the cron workers for ``dbname`` (what ``ir.cron._notifydb`` does, without a record)."""
+    try:
+        with sql_db.db_connect("postgres").cursor() as cr:
+            cr.execute(SQL("SELECT %s('cron_trigger', %s)", SQL.identifier(ODOO_NOTIFY_FUNCTION), dbname))
+    except Exception:  # the trigger is stored: the workers' next poll runs it anyway
+        _logger.warning("E-signature: could not wake the cron workers of %s", dbname, exc_info=True)
 
 
 class EsignRequestEvent(models.Model):
@@ -40,7 +51,7 @@ class EsignRequestEvent(models.Model):
     _rec_name = "event_type"
 
     provider_id = fields.Many2one("esign.provider", required=True, ondelete="cascade", index=True)
-    company_id = fields.Many2one(related="provider_id.company_id", store=True, index=True)
+    company_id = fields.Many2one(related="provider_id.company_id", store=True, index=True, precompute=True)
     request_id = fields.Many2one("esign.request", ondelete="cascade", index=True)
     source = fields.Selection(
         [("webhook", "Notification"), ("refresh", "Status read"), ("send", "Sending"),
@@ -75,11 +86,12 @@ class EsignRequestEvent(models.Model):
     # ------------------------------------------------------------------ receiving
 
     @api.model
-    def _esign_receive_webhook(self, code, headers, body, query):
+    def _esign_receive_webhook(self, code, headers, body, query, wake_up=True):
         """Authenticate, store and schedule one notification request. Returns ``(http_status, text)``.
 
         Called by the controller (and by the Demo signing page) with raw bytes; runs as superuser
-        because the caller is the provider, not a user. Nothing is applied here.
+        because the caller is the provider, not a user. Nothing is applied here. ``wake_up=False``:
+        the caller wakes the cron workers itself (the controller does it after the answer is sent).
         """
         self = self.sudo()
         headers = {str(k).lower(): v for k, v in headers.items()}
@@ -98,20 +110,39 @@ class EsignRequestEvent(models.Model):
                 _logger.warning("E-signature notification for %s not verifiable now: %s", code, error)
                 unverifiable = True
                 continue
+            except Exception as error:  # hostile input a client did not foresee: not proven authentic
+                _logger.warning("E-signature notification for %s refused by %s (%s)", code, candidate.name,
+                                type(error).__name__)
+                continue
             verified.append((candidate, client))
         if not verified:
             return (503, "cannot verify now") if unverifiable else (403, "invalid signature")
         providers = self.env["esign.provider"].browse([p.id for p, _c in verified])
         try:
             notifications = verified[0][1].parse_webhook(headers, body, query)
+            self._esign_check_identifiers(notifications)
         except WebhookMalformed as error:
             self._esign_store_rejected(providers[:1], body, str(error))
             return 400, "malformed notification"
         events = self.browse()
         for notification in notifications:
             events |= self._esign_store_notification(providers, notification)
-        events._esign_schedule_processing()
+        events._esign_schedule_processing(wake_up=wake_up)
         return 200, "ok"
+
+    @api.model
+    def _esign_check_identifiers(self, notifications):
+        """References are short identifiers: an over-long one is malformed, not a database error."""
+        for notification in notifications:
+            for value in (notification.provider_ref, notification.reference, notification.event_type):
+                if value and len(str(value)) > MAX_IDENTIFIER_LENGTH:
+                    raise WebhookMalformed(f"identifier longer than {MAX_IDENTIFIER_LENGTH} characters")
+
+    @staticmethod
+    def _esign_bounded_key(key):
+        """A de-duplication key short enough for its unique index (long ones are hashed)."""
+        key = str(key)
+        return key if len(key) <= MAX_IDENTIFIER_LENGTH else body_digest(key.encode("utf-8", "replace"))
 
     def _esign_store_rejected(self, provider, body, reason):
         key = body_digest(body)
@@ -126,19 +157,21 @@ class EsignRequestEvent(models.Model):
 
         The event goes to the provider whose request it names, among those that verified it.
         """
-        if self.search_count([("provider_id", "in", providers.ids), ("dedup_key", "=", notification.dedup_key)]):
-            _logger.info("E-signature event %s already received, ignored", notification.dedup_key)
+        dedup_key = self._esign_bounded_key(notification.dedup_key)
+        if self.search_count([("provider_id", "in", providers.ids), ("dedup_key", "=", dedup_key)]):
+            _logger.info("E-signature event %s already received, ignored", dedup_key)
             return self.browse()
         request = self._esign_find_request(providers, notification.provider_ref, notification.reference)
         vals = {
             "provider_id": (request.provider_id or providers[:1]).id,
             "request_id": request.id,
-            "verified_provider_ids": [fields.Command.set(providers.ids)],
+            # Kept only when it says more than provider_id (a secret shared by several providers).
+            "verified_provider_ids": [fields.Command.set(providers.ids)] if len(providers) > 1 else [],
             "source": "webhook",
             "event_type": (notification.event_type or "unknown")[:200],
             "provider_ref": notification.provider_ref or False,
             "reference": notification.reference or False,
-            "dedup_key": notification.dedup_key,
+            "dedup_key": dedup_key,
             "payload": json.dumps(notification.payload, default=str) if notification.payload is not None else "",
             "status_json": json.dumps(status_to_dict(notification.status)) if notification.status else False,
             "hints_json": json.dumps(notification.hints) if notification.hints else False,
@@ -185,16 +218,25 @@ class EsignRequestEvent(models.Model):
 
     # ------------------------------------------------------------------ scheduling
 
-    def _esign_schedule_processing(self):
-        """Apply right after this transaction commits, outside the provider's HTTP request."""
+    def _esign_schedule_processing(self, wake_up=True):
+        """Apply right after this transaction commits, outside the provider's HTTP request.
+
+        The cron trigger is committed with the event; ``wake_up`` also notifies the cron workers at
+        commit (Odoo's ``_trigger``). Without it the caller calls :func:`wake_up_processing` later:
+        the notification opens a connection of its own, which the provider need not wait for.
+        """
         if not self:
             return
         if use_queue_job(self.env):
             for event in self:
                 event.with_delay(channel="root.esign.events", identity_key=f"esign-event-{event.id}",
                                  description=_("E-signature: apply %s", event.event_type))._esign_process()
+            return
+        cron = self.env.ref("esign_connector.ir_cron_esign_process").sudo()
+        if wake_up:
+            cron._trigger()
         else:
-            self.env.ref("esign_connector.ir_cron_esign_process").sudo()._trigger()
+            self.env["ir.cron.trigger"].sudo().create({"cron_id": cron.id, "call_at": fields.Datetime.now()})
 
     # ------------------------------------------------------------------ processing
 
@@ -226,7 +268,8 @@ class EsignRequestEvent(models.Model):
                              "result": _("No request with this reference yet: stored, applied when the request "
                                          "is known.")})
                 continue
-            event.request_id = request
+            if not event._esign_link_request(request):
+                continue
             if request.state == "sending" and event.provider_ref and event.source == "webhook" \
                     and request.provider_id._esign_authenticates_by_callback_token():
                 # Its send answer was lost, and this callback (authenticated by the request's own
@@ -255,6 +298,24 @@ class EsignRequestEvent(models.Model):
             else:
                 event.write({"state": "processed", "processed_at": now, "last_attempt_at": now,
                              "result": result, "attempts": event.attempts + 1})
+
+    def _esign_link_request(self, request):
+        """Attach this event to ``request`` and to its provider (hence its company's journal).
+
+        Returns False when the request's provider already has this very event: a duplicate,
+        delivered once under each provider that shares the secret.
+        """
+        self.ensure_one()
+        if self.request_id == request and self.provider_id == request.provider_id:
+            return True
+        try:
+            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
+                self.write({"request_id": request.id, "provider_id": request.provider_id.id})
+        except psycopg2.IntegrityError:
+            self.write({"state": "processed", "processed_at": fields.Datetime.now(),
+                        "result": _("Duplicate of an event already received for %s.", request.name)})
+            return False
+        return True
 
     def _esign_apply(self, request):
         self.ensure_one()
@@ -289,8 +350,7 @@ class EsignRequestEvent(models.Model):
                   ("verified_provider_ids", "in", request.provider_id.ids), "|",
                   ("provider_ref", "=", request.provider_ref), ("reference", "=", request.reference)]
         events = self.sudo().search(domain, order="received_at, id").filtered(
-            lambda e: not e.provider_ref or e.provider_ref == request.provider_ref)
-        events.write({"request_id": request.id})
+            lambda e: (not e.provider_ref or e.provider_ref == request.provider_ref) and e._esign_link_request(request))
         events._esign_process()
         return events
 
@@ -366,14 +426,14 @@ class EsignRequestEvent(models.Model):
             params = json.loads(command.payload or "{}")
             command.write({"state": "running", "attempts": command.attempts + 1,
                            "last_attempt_at": fields.Datetime.now()})
-            provider_ref = request.provider_ref
+            provider_ref, kind = request.provider_ref, command.event_type
         try:
-            if self.event_type == "cancel":
+            if kind == "cancel":
                 client.cancel(provider_ref, params.get("reason") or "")
-            elif self.event_type == "remind":
+            elif kind == "remind":
                 client.remind(provider_ref)
             else:
-                raise ProviderError("config", f"unknown command {self.event_type}")
+                raise ProviderError("config", f"unknown command {kind}")
             outcome = None
         except ProviderError as error:
             outcome = error

@@ -290,8 +290,17 @@ class EsignRequestOutbox(models.Model):
             _logger.info("E-signature request %s: envelope %s named by a callback cannot be read: %s",
                          self.name, provider_ref, error)
             return False
-        if status.reference and status.reference != self.reference:
-            _logger.warning("E-signature request %s: envelope %s carries another reference", self.name, provider_ref)
+        if status.reference != self.reference:
+            # The provider does not confirm that this envelope is ours (another reference, or none
+            # echoed): a callback alone never decides. A person checks it.
+            note = _("%(provider)s notified about the envelope %(ref)s for this request, but %(provider)s does not "
+                     "confirm that it carries our reference %(reference)s. Check it at %(provider)s; a manager can "
+                     "then mark this request as not sent, or send it again.",
+                     provider=self.provider_id.name, ref=provider_ref, reference=self.reference)
+            if self.last_error != note:
+                self.sudo().write({"last_error": note})
+                self._esign_post(note)
+                self._esign_escalate(note)
             return False
         self._esign_post(_("%(provider)s's notification named the envelope %(ref)s, which %(provider)s confirms: "
                            "the contract did arrive.", provider=self.provider_id.name, ref=provider_ref))
@@ -409,14 +418,27 @@ class EsignRequestOutbox(models.Model):
         ], order="send_next_attempt_at asc nulls first, id", limit=batch_size)
         return due._esign_outbox_run()
 
+    def _esign_check_settleable(self):
+        """A manager may settle only an unclear send that no worker is calling right now."""
+        self.ensure_one()
+        self._esign_lock()
+        if self.state != "sending" or not self.send_outcome_unknown:
+            raise UserError(_("%s is not waiting for a decision: only a send whose outcome the provider did not "
+                              "confirm can be settled by hand.", self.name))
+        if self.send_claimed_at:
+            raise UserError(_("%s is being sent right now: wait for the provider's answer.", self.name))
+
     def action_esign_retry_send(self):
-        """Manager: the provider was checked and has nothing — send again now."""
+        """Manager: the provider was checked and has nothing — send again now.
+
+        Where the provider can be searched by our reference, the next attempt still looks first.
+        """
         check_esign_right(self.env, "resolve_sending")
         self.check_access("read")
         for request in self.sudo():
-            if request.state != "sending":
-                raise UserError(_("%s is not being sent.", request.name))
-            request.write({"send_outcome_unknown": False, "send_next_attempt_at": False, "send_claimed_at": False})
+            request._esign_check_settleable()
+            can_lookup = request._esign_client().can_find_by_reference
+            request.write({"send_outcome_unknown": can_lookup, "send_next_attempt_at": False})
             request._esign_post(_("%s checked the provider: sending again.", self.env.user.name), by_provider=False)
         self.sudo()._esign_schedule_outbox()
         return True
@@ -426,8 +448,7 @@ class EsignRequestOutbox(models.Model):
         check_esign_right(self.env, "resolve_sending")
         self.check_access("read")
         for request in self.sudo():
-            if request.state != "sending":
-                raise UserError(_("%s is not being sent.", request.name))
+            request._esign_check_settleable()
             message = _("Marked as not sent by %s.", self.env.user.name)
             request._esign_set_state("error", {"last_error": message, "send_next_attempt_at": False,
                                                "send_claimed_at": False})

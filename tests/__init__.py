@@ -10,3 +10,4 @@ from . import test_docusign_flow
 from . import test_yousign_flow
 from . import test_signi_flow
 from . import test_sellandsign_flow
+from . import test_esign_attack

@@ -182,7 +182,11 @@ class TestSigniFlow(EsignCommon):
 
     def test_lost_send_answer_is_settled_by_signis_callback(self):
         """Signi cannot be searched: after a lost answer the request waits, and the outcome callback
-        (with the request's own token and our reference) names the contract, confirmed with Signi."""
+        (with the request's own token and our reference) names the contract, which Signi confirms
+        carries our reference (where Signi's detail echoes the contract number: NOTES [GUESS]; when
+        it does not, a manager decides — see test_esign_attack)."""
+        self.fake.detail_includes_number = True
+        self.addCleanup(setattr, self.fake, "detail_includes_number", False)
         self.fake.lose_response_next(on=("POST", r"/contract/?$"))
         request, _result = self.send()
         self.assertEqual(request.state, "sending")

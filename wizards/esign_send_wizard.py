@@ -1,7 +1,7 @@
 # License AGPL-3.0 or later (https://www.gnu.org/licenses/agpl).
 """Check the signers and the document, then send: the "Sign with <provider>" dialog."""
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 
 from ..models import esign_send_checks as checks
 
@@ -68,7 +68,8 @@ class EsignSendWizard(models.TransientModel):
                 "phone": partner.phone or partner.mobile or False, "role": "client", "sequence": 1,
                 "action": "sign",
             })
-        if provider:
+        company = agreement.company_id or self.env.company
+        if provider and provider.company_id == company and provider.has_access("read"):
             try:
                 company_line = self.env["esign.request"]._esign_company_signer(provider, self.env.user)
             except UserError:
@@ -131,6 +132,8 @@ class EsignSendWizard(models.TransientModel):
     def action_send(self):
         """Queue the send; the provider is called once this transaction has committed."""
         self.ensure_one()
+        if self.create_uid != self.env.user and not self.env.su:
+            raise AccessError(_("This dialog was opened by someone else."))
         self._check_before_send()
         request = self.env["esign.request"]._esign_queue_send(
             self.agreement_id, self.provider_id, self._get_document(), self._signer_values(),
