@@ -95,7 +95,8 @@ class EsignRequestEvent(models.Model):
         """
         self = self.sudo()
         headers = {str(k).lower(): v for k, v in headers.items()}
-        candidates = self.env["esign.provider"].search([("code", "=", code), ("state", "!=", "disabled")])
+        candidates = self.env["esign.provider"].search_fetch(
+            [("code", "=", code), ("state", "!=", "disabled")], ["company_id", "webhook_secret", "name", "code"])
         if not candidates:
             return 404, "unknown provider"
         verified, unverifiable = [], False
@@ -158,29 +159,48 @@ class EsignRequestEvent(models.Model):
         The event goes to the provider whose request it names, among those that verified it.
         """
         dedup_key = self._esign_bounded_key(notification.dedup_key)
-        if self.search_count([("provider_id", "in", providers.ids), ("dedup_key", "=", dedup_key)]):
-            _logger.info("E-signature event %s already received, ignored", dedup_key)
-            return self.browse()
         request = self._esign_find_request(providers, notification.provider_ref, notification.reference)
-        vals = {
-            "provider_id": (request.provider_id or providers[:1]).id,
-            "request_id": request.id,
-            # Kept only when it says more than provider_id (a secret shared by several providers).
-            "verified_provider_ids": [fields.Command.set(providers.ids)] if len(providers) > 1 else [],
+        provider = request.provider_id or providers[:1]
+        event = self._esign_insert_once({
+            "provider_id": provider.id,
+            "company_id": provider.company_id.id,
+            "request_id": request.id or None,
             "source": "webhook",
             "event_type": (notification.event_type or "unknown")[:200],
-            "provider_ref": notification.provider_ref or False,
-            "reference": notification.reference or False,
+            "provider_ref": notification.provider_ref or None,
+            "reference": notification.reference or None,
             "dedup_key": dedup_key,
             "payload": json.dumps(notification.payload, default=str) if notification.payload is not None else "",
-            "status_json": json.dumps(status_to_dict(notification.status)) if notification.status else False,
-            "hints_json": json.dumps(notification.hints) if notification.hints else False,
-        }
-        try:
-            with self.env.cr.savepoint(), mute_logger("odoo.sql_db"):
-                return self.create(vals)
-        except psycopg2.IntegrityError:  # stored meanwhile by a concurrent delivery
-            return self.browse()
+            "status_json": json.dumps(status_to_dict(notification.status)) if notification.status else None,
+            "hints_json": json.dumps(notification.hints) if notification.hints else None,
+        })
+        if not event:
+            _logger.info("E-signature event %s already received, ignored", dedup_key)
+        elif len(providers) > 1:  # kept only when it says more than provider_id (a shared secret)
+            event.verified_provider_ids = providers
+        return event
+
+    def _esign_insert_once(self, vals):
+        """Insert a received event, or nothing when its (provider, key) is there already.
+
+        One ``INSERT … ON CONFLICT DO NOTHING`` instead of a search, a savepoint and an ORM create:
+        this runs while the provider waits for our answer, and a concurrent duplicate delivery must
+        neither fail nor log an error. Only plain columns are written (no computed or related field
+        depends on anything but these).
+        """
+        now = fields.Datetime.now()
+        vals = dict(vals, received_at=now, state="received", attempts=0, create_uid=self.env.uid,
+                    create_date=now, write_uid=self.env.uid, write_date=now)
+        columns = list(vals)
+        self.env.flush_all()
+        self.env.cr.execute(SQL(
+            "INSERT INTO esign_request_event (%s) VALUES %s ON CONFLICT (provider_id, dedup_key) DO NOTHING "
+            "RETURNING id",
+            SQL(", ").join(SQL.identifier(column) for column in columns),
+            tuple(vals[column] for column in columns),
+        ))
+        row = self.env.cr.fetchone()
+        return self.browse(row[0]) if row else self.browse()
 
     @api.model
     def _esign_find_request(self, providers, provider_ref, reference):
@@ -232,11 +252,16 @@ class EsignRequestEvent(models.Model):
                 event.with_delay(channel="root.esign.events", identity_key=f"esign-event-{event.id}",
                                  description=_("E-signature: apply %s", event.event_type))._esign_process()
             return
-        cron = self.env.ref("esign_connector.ir_cron_esign_process").sudo()
+        # The id without env.ref's existence check: one query less while the provider waits.
+        cron = self.env["ir.cron"].sudo().browse(
+            self.env["ir.model.data"]._xmlid_to_res_id("esign_connector.ir_cron_esign_process"))
         if wake_up:
             cron._trigger()
-        else:
-            self.env["ir.cron.trigger"].sudo().create({"cron_id": cron.id, "call_at": fields.Datetime.now()})
+        else:  # what _trigger stores, in one statement (no ORM create while the provider waits)
+            now = fields.Datetime.now()
+            self.env.cr.execute(SQL(
+                "INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, create_date, write_uid, write_date) "
+                "VALUES (%s, %s, %s, %s, %s, %s)", cron.id, now, self.env.uid, now, self.env.uid, now))
 
     # ------------------------------------------------------------------ processing
 
