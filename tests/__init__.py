@@ -5,6 +5,7 @@ from . import test_esign_security
 from . import test_esign_trust
 from . import test_esign_http
 from . import test_esign_concurrency
+from . import test_esign_queue_job
 from . import test_autenti_flow
 from . import test_docusign_flow
 from . import test_yousign_flow

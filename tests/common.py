@@ -45,6 +45,8 @@ class EsignCommon(TransactionCase):
             cls.registry.enter_test_mode(cls.cr)
             cls.addClassCleanup(cls.registry.leave_test_mode)
         cls.env = cls.env(context=dict(cls.env.context, tracking_disable=False, mail_create_nolog=True))
+        # The suite runs the post-commit path; test_esign_queue_job switches to jobs where installed.
+        cls.env["ir.config_parameter"].set_param("esign_connector.use_queue_job", "False")
         cls.company = cls.env.company
         cls.company.write({"name": "Acme Sp. z o.o.", "vat": "PL1234567890"})
         cls.salesman = new_test_user(cls.env, "esign_sales", groups="base.group_user,esign_connector.group_esign_user",

@@ -39,6 +39,8 @@ class TestConcurrency(BaseCase):
             env = self.env_of(cr)
             if env.registry.in_test_mode():
                 self.skipTest("the registry is in test mode: its cursors would share one transaction")
+            self.queue_job_param = env["ir.config_parameter"].get_param("esign_connector.use_queue_job")
+            env["ir.config_parameter"].set_param("esign_connector.use_queue_job", "False")  # the post-commit path
             provider = env.ref("esign_connector.esign_provider_demo")
             self.provider_backup = provider.read(
                 ["state", "account_mode", "representative_email", "representative_first_name", "webhook_secret"])[0]
@@ -72,6 +74,7 @@ class TestConcurrency(BaseCase):
             agreement.activity_ids.unlink()
             agreement.unlink()
             env["res.partner"].browse(self.ids["partner"]).unlink()
+            env["ir.config_parameter"].set_param("esign_connector.use_queue_job", self.queue_job_param)
             backup = dict(self.provider_backup)
             backup.pop("id")
             env["esign.provider"].browse(self.ids["provider"]).write(backup)

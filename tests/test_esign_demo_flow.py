@@ -161,7 +161,7 @@ class TestDemoFlow(EsignCommon):
     def test_cancel_needs_a_manager_and_withdraws_at_the_provider(self):
         request, _result = self.send()
         with self.assertRaises(Exception):
-            request.with_user(self.salesman).check_access_rights("unlink")
+            request.with_user(self.salesman).check_access("unlink")
         request.with_user(self.manager).action_esign_cancel()
         self.assertEqual(request.state, "sent", "the provider is called after the transaction commits")
         self.run_jobs()

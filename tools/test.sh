@@ -1,33 +1,104 @@
 #!/usr/bin/env bash
-# Run the tests. The unit suite (no Odoo: clients, crypto, webhooks, fake servers) always runs;
-# the Odoo suite (pytest-odoo) runs when an Odoo 18 is found at ODOO18_HOME, on a fresh database.
+# Run the tests.
+#
+# With an Odoo 18 at ODOO18_HOME, the whole suite runs under both runners, each on a fresh database:
+#   1. pytest-odoo (with the suite that needs no Odoo, tests/unit, in the same pytest run), on
+#      database esign_test without demo data; OCA queue_job is installed there too when it is on the
+#      addons path, so that the job path is tested;
+#   2. Odoo's own runner, as OCA's CI runs it: odoo -i esign_connector --test-enable
+#      --test-tags /esign_connector --stop-after-init, demo data installed, on database esign_test_odoo.
+# Without Odoo, only tests/unit runs, and the script says what it skipped.
+#
 # Usage: tools/test.sh [extra pytest arguments]
+#   Extra arguments (e.g. tests/test_esign_webhook.py -k replayed) go to pytest and run pytest only;
+#   ESIGN_RUNNERS=pytest|odoo|both chooses the runners (default: both without arguments).
 source "$(dirname "$0")/_env.sh"
 cd "$REPO_ROOT"
-if odoo_available; then
-  esign_pg_start
-  DB=${ESIGN_TEST_DB:-esign_test}
-  CONF=$(esign_odoo_config "$DB" 8069)
-  dropdb -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" --if-exists "$DB"
-  echo "Installing esign_connector in a fresh database $DB ..."
-  "$ODOO_PY" -m odoo -c "$CONF" -d "$DB" -i esign_connector --without-demo=all --stop-after-init \
-    --log-level=warn
-  # Run from the linked folder so that pytest-odoo names the module esign_connector; test paths
-  # given as arguments (tests/...) are taken relative to the module.
-  cd "$ESIGN_STATE_DIR/addons"
-  args=()
-  for arg in "$@"; do
-    case "$arg" in tests*) args+=("esign_connector/$arg") ;; *) args+=("$arg") ;; esac
-  done
-  [ ${#args[@]} -eq 0 ] || [[ "${args[*]}" != *esign_connector/tests* ]] && args=(esign_connector/tests "${args[@]}")
-  # One pytest run over both suites, so its closing line counts every test.
-  export PYTHONPATH="$REPO_ROOT/tools${PYTHONPATH:+:$PYTHONPATH}"
-  exec "$ODOO_PY" -m pytest -q -p no:cacheprovider -p esign_pytest_plugin --rootdir="$ESIGN_STATE_DIR/addons/esign_connector" \
-    --odoo-config="$CONF" --odoo-database="$DB" --odoo-log-level=warn --odoo-http "${args[@]}"
-else
+
+if ! odoo_available; then
   echo "No Odoo 18 at $ODOO18_HOME: running the suite that needs no Odoo (tests/unit) only."
-  echo "NOT RUN: the Odoo suite (models, wizard, controllers, access rights, Demo flow)."
+  echo "NOT RUN: the Odoo suite (models, wizard, controllers, access rights, flows) under pytest-odoo and"
+  echo "NOT RUN: Odoo's own test runner. Install Odoo as README.md says to run them."
   PY=${PYTHON:-python3}
   # --rootdir keeps pytest from importing the repository root, which is the Odoo module.
   exec "$PY" -m pytest -q -p no:cacheprovider --rootdir=tests/unit tests/unit "$@"
 fi
+
+RUNNERS=${ESIGN_RUNNERS:-$([ $# -eq 0 ] && echo both || echo pytest)}
+esign_pg_start
+LOG_DIR="$ESIGN_STATE_DIR/test-logs"
+mkdir -p "$LOG_DIR"
+status=0
+passed=0 failed=0 skipped=0
+
+count() {  # count WORD "pytest summary line" -> the number before WORD, or 0
+  local n
+  n=$(grep -oE "[0-9]+ $1\b" <<<"$2" | head -n 1 | grep -oE "[0-9]+")
+  echo "${n:-0}"
+}
+
+fresh_db() {
+  dropdb -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" --if-exists "$1"
+}
+
+run_pytest() {
+  local db=${ESIGN_TEST_DB:-esign_test}
+  local conf modules=esign_connector
+  conf=$(esign_odoo_config "$db" 8069)
+  [ ! -d "$ODOO18_HOME/addons/odoo/addons/queue_job" ] || modules=esign_connector,queue_job
+  fresh_db "$db"
+  echo "== pytest-odoo: installing $modules in a fresh database $db (no demo data) ..."
+  "$ODOO_PY" -m odoo -c "$conf" -d "$db" -i "$modules" --without-demo=all --stop-after-init --log-level=warn
+  # Run from the linked folder so that pytest-odoo names the module esign_connector; test paths
+  # given as arguments (tests/...) are taken relative to the module.
+  local args=()
+  for arg in "$@"; do
+    case "$arg" in tests*) args+=("esign_connector/$arg") ;; *) args+=("$arg") ;; esac
+  done
+  [ ${#args[@]} -eq 0 ] || [[ "${args[*]}" != *esign_connector/tests* ]] && args=(esign_connector/tests "${args[@]}")
+  local log="$LOG_DIR/pytest.log" rc=0
+  (cd "$ESIGN_STATE_DIR/addons" && PYTHONPATH="$REPO_ROOT/tools${PYTHONPATH:+:$PYTHONPATH}" \
+    "$ODOO_PY" -m pytest -q -p no:cacheprovider -p esign_pytest_plugin \
+      --rootdir="$ESIGN_STATE_DIR/addons/esign_connector" --odoo-config="$conf" --odoo-database="$db" \
+      --odoo-log-level=warn --odoo-http "${args[@]}") 2>&1 | tee "$log" || rc=$?
+  local line
+  line=$(grep -E "[0-9]+ (passed|failed|error)" "$log" | tail -n 1)
+  passed=$((passed + $(count passed "$line")))
+  failed=$((failed + $(count failed "$line") + $(count error "$line") + $(count errors "$line")))
+  skipped=$((skipped + $(count skipped "$line")))
+  [ -n "$line" ] || [ "$rc" -ne 0 ] || rc=1  # no summary: pytest ran nothing
+  [ "$rc" -eq 0 ] || status=1
+}
+
+run_odoo_runner() {
+  local db=${ESIGN_TEST_DB_ODOO:-esign_test_odoo}
+  local conf log="$LOG_DIR/odoo-runner.log" rc=0
+  conf=$(esign_odoo_config "$db" "${ESIGN_TEST_HTTP_PORT:-8069}")
+  fresh_db "$db"
+  echo "== Odoo's own runner: odoo -i esign_connector --test-enable --test-tags /esign_connector (demo data) on $db ..."
+  timeout "${ESIGN_RUNNER_TIMEOUT:-1800}" "$ODOO_PY" -m odoo -c "$conf" -d "$db" -i esign_connector \
+    --test-enable --test-tags /esign_connector --stop-after-init --log-level=test >"$log" 2>&1 || rc=$?
+  grep -E " (ERROR|CRITICAL) | (FAIL|ERROR): " "$log" | head -n 50 || true
+  local report
+  report=$(grep -oE "[0-9]+ failed, [0-9]+ error\(s\) of [0-9]+ tests" "$log" | tail -n 1)
+  echo "Odoo's runner: ${report:-no test report (see $log)}; exit code $rc; full log: $log"
+  if [ -n "$report" ]; then
+    local f e t
+    read -r f e t < <(grep -oE "[0-9]+" <<<"$report" | paste -sd' ')
+    failed=$((failed + f + e))
+    passed=$((passed + t - f - e))
+  elif [ "$rc" -eq 0 ]; then
+    rc=1  # no report: the runner did not run the tests
+  fi
+  [ "$rc" -eq 0 ] || status=1
+}
+
+case "$RUNNERS" in
+  pytest) run_pytest "$@" ;;
+  odoo) run_odoo_runner ;;
+  both) run_pytest "$@"; run_odoo_runner ;;
+  *) echo "ESIGN_RUNNERS must be pytest, odoo or both" >&2; exit 2 ;;
+esac
+echo "both runners ($RUNNERS):"
+echo "total: $passed passed, $failed failed, $skipped skipped"
+exit $status
