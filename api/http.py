@@ -140,13 +140,13 @@ class HttpTransport:
             can_retry = attempt <= self.max_retries
             try:
                 response = self.session.request(method, url, **kwargs)
-            except requests.exceptions.ConnectTimeout as exc:
+            except requests.exceptions.ConnectTimeout:
                 error = ProviderError("timeout", f"could not connect for {shown}", provider=self.provider)
                 if can_retry:
                     self._wait(attempt, None)
                     continue
                 raise error from None  # the requests exception names the full URL, query included
-            except requests.exceptions.Timeout as exc:
+            except requests.exceptions.Timeout:
                 error = ProviderError("timeout", f"no answer to {shown} in time", provider=self.provider,
                                       outcome_unknown=changes)
                 if can_retry and may_retry_any:

@@ -61,6 +61,7 @@ import urllib.parse
 
 from .base import (REQUEST_FINAL_STATES, Document, EnvelopeStatus, Notification, ProviderClient,
                    ProviderError, SendResult, SignerStatus, WebhookAuthError, WebhookMalformed, body_digest)
+from .callbacks import REFERENCE_QUERY_PARAM, callback_query, query_value, reference_from_query
 from .http import HttpTransport, redact_url
 
 _logger = logging.getLogger(__name__)
@@ -108,9 +109,7 @@ CALLBACK_PROPERTY = "callback:url"  # [2nd] S10
 # add ``contract_id=<id>`` to ours so that, if SELL&SIGN substitutes it, the id comes back too.
 CALLBACK_ID_PLACEHOLDER = "<id>"
 CALLBACK_ID_PARAM = "contract_id"
-# Our reference in our own callback URL (as for Signi): SELL&SIGN calls the URL it was given.
-REFERENCE_QUERY_PARAM = "ref"
-REFERENCE_MAX_LENGTH = 128  # a longer "ref" in a callback is not ours: ignored
+# Our reference travels in our own callback URL (api/callbacks.py): SELL&SIGN calls the URL it was given.
 # [GUESS] NOTES §4.2 step 8 / §4.6: getSignedContract works only once the contract is closed, so we
 # ask SELL&SIGN to close it automatically after the last signature.
 AUTO_CLOSE_AFTER_SEND = True
@@ -183,13 +182,6 @@ EVENT_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 URL_PATTERN = re.compile(r"https?://[^\s\"'<>]+")
 
 
-def _query_value(query, name):
-    value = (query or {}).get(name)
-    if isinstance(value, (list, tuple)):
-        value = value[0] if value else None
-    return value
-
-
 def _ms_to_datetime(value):
     """SELL&SIGN dates are epoch milliseconds (NOTES §3); -1 or nothing means "not yet"."""
     if isinstance(value, bool):
@@ -206,12 +198,7 @@ def _ms_to_datetime(value):
 def callback_url_for(callback_url, reference=""):
     """Our URL (token kept) plus ``ref=<our reference>`` and ``contract_id=<id>`` for SELL&SIGN to
     fill in. ``<id>`` stays literal: SELL&SIGN looks for that text ([GUESS] S10)."""
-    parts = urllib.parse.urlsplit(callback_url)
-    ours = (CALLBACK_ID_PARAM, REFERENCE_QUERY_PARAM)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
-    if reference:
-        query.append((REFERENCE_QUERY_PARAM, reference))
-    encoded = urllib.parse.urlencode(query)
+    parts, encoded = callback_query(callback_url, [(REFERENCE_QUERY_PARAM, reference)], replaced=(CALLBACK_ID_PARAM,))
     encoded = f"{encoded}&" if encoded else ""
     return urllib.parse.urlunsplit(parts._replace(query=f"{encoded}{CALLBACK_ID_PARAM}={CALLBACK_ID_PLACEHOLDER}"))
 
@@ -355,7 +342,7 @@ class SellAndSignClient(ProviderClient):
 
     @staticmethod
     def _callback_token(callback_url):
-        return _query_value(urllib.parse.parse_qs(urllib.parse.urlsplit(callback_url or "").query),
+        return query_value(urllib.parse.parse_qs(urllib.parse.urlsplit(callback_url or "").query),
                             TOKEN_QUERY_PARAM)
 
     def build_packet(self, envelope):
@@ -631,7 +618,7 @@ class SellAndSignClient(ProviderClient):
         plausible form is present (else :class:`WebhookAuthError`); **the Odoo layer must match it
         to the request, in constant time, before applying anything**.
         """
-        token = _query_value(query, TOKEN_QUERY_PARAM)
+        token = query_value(query, TOKEN_QUERY_PARAM)
         if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
             raise WebhookAuthError("SELL&SIGN notification without a valid per-request token")
 
@@ -655,7 +642,7 @@ class SellAndSignClient(ProviderClient):
             event = "changed"
         return [Notification(dedup_key=f"sellandsign:{contract_id}:{body_digest(raw)}", event_type=event,
                              provider_ref=contract_id, status=None, payload=data or None,
-                             reference=self._webhook_reference(query))]
+                             reference=reference_from_query(query))]
 
     @staticmethod
     def _webhook_fields(raw):
@@ -687,7 +674,7 @@ class SellAndSignClient(ProviderClient):
 
     @staticmethod
     def _webhook_contract_id(query, data):
-        from_query = _query_value(query, CALLBACK_ID_PARAM)
+        from_query = query_value(query, CALLBACK_ID_PARAM)
         if from_query in (None, "", CALLBACK_ID_PLACEHOLDER):
             from_query = None
         from_body = next((data[k] for k in BODY_ID_KEYS if data.get(k) not in (None, "")), None)
@@ -703,10 +690,3 @@ class SellAndSignClient(ProviderClient):
             raise WebhookMalformed("SELL&SIGN notification names two different contracts")
         return ids.pop()
 
-    @staticmethod
-    def _webhook_reference(query):
-        """Our reference from the callback URL (``ref``), as trustworthy as the token beside it."""
-        value = _query_value(query, REFERENCE_QUERY_PARAM)
-        if not isinstance(value, str) or len(value) > REFERENCE_MAX_LENGTH:
-            return ""
-        return value.strip()

@@ -49,6 +49,7 @@ import zoneinfo
 
 from .base import (REQUEST_FINAL_STATES, Document, EnvelopeStatus, Notification, ProviderClient,
                    ProviderError, SendResult, SignerStatus, WebhookAuthError, WebhookMalformed, body_digest)
+from .callbacks import REFERENCE_QUERY_PARAM, callback_query, query_value, reference_from_query
 from .http import HttpTransport, default_error_detail, redact_url
 
 _logger = logging.getLogger(__name__)
@@ -94,8 +95,6 @@ WEBHOOK_EVENTS = ("completed", "rejected", "expired")
 EVENT_QUERY_PARAM = "event"  # what we add to the callback URL for each outcome (our design)
 # Our Envelope.reference in every callback URL (our design): Signi keeps the query string [OK S8]
 # and its callback body has no field of ours. Only as trustworthy as the token next to it.
-REFERENCE_QUERY_PARAM = "ref"
-REFERENCE_MAX_LENGTH = 128  # a longer "ref" in a callback is not ours: ignored
 TOKEN_QUERY_PARAM = "token"
 # Plausible form of our per-request token (Odoo: secrets.token_urlsafe(32) -> 43 url-safe chars).
 TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9_-]{20,128}$")
@@ -181,20 +180,8 @@ def signi_error_detail(response):
 def event_url(callback_url, event, reference=""):
     """Our callback URL for one outcome: the same URL (token kept) plus ``event=<outcome>`` and,
     since Signi's callback body names nothing of ours, ``ref=<our reference>``."""
-    parts = urllib.parse.urlsplit(callback_url)
-    ours = (EVENT_QUERY_PARAM, REFERENCE_QUERY_PARAM)
-    query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k not in ours]
-    query.append((EVENT_QUERY_PARAM, event))
-    if reference:
-        query.append((REFERENCE_QUERY_PARAM, reference))
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
-
-
-def _query_value(query, name):
-    value = (query or {}).get(name)
-    if isinstance(value, (list, tuple)):
-        value = value[0] if value else None
-    return value
+    parts, query = callback_query(callback_url, [(EVENT_QUERY_PARAM, event), (REFERENCE_QUERY_PARAM, reference)])
+    return urllib.parse.urlunsplit(parts._replace(query=query))
 
 
 def _cz_company_id(vat):
@@ -341,7 +328,7 @@ class SigniClient(ProviderClient):
             if signer.action not in CONTRACT_ROLE_BY_ACTION:
                 raise self._error("rejected", f"Signi cannot ask {label} to {signer.action!r} a document")
         if envelope.callback_url:
-            token = _query_value(urllib.parse.parse_qs(urllib.parse.urlsplit(envelope.callback_url).query),
+            token = query_value(urllib.parse.parse_qs(urllib.parse.urlsplit(envelope.callback_url).query),
                                  TOKEN_QUERY_PARAM)
             if not token or not TOKEN_PATTERN.match(token):
                 raise self._error("config", "Signi callbacks are not signed: the callback URL must carry "
@@ -548,7 +535,7 @@ class SigniClient(ProviderClient):
         (in constant time, e.g. ``hmac.compare_digest``) is the Odoo layer's job**, since only it
         knows the requests; a notification must never be applied before that match succeeded.
         """
-        token = _query_value(query, TOKEN_QUERY_PARAM)
+        token = query_value(query, TOKEN_QUERY_PARAM)
         if not isinstance(token, str) or not TOKEN_PATTERN.match(token):
             raise WebhookAuthError("Signi notification without a valid per-request token")
 
@@ -572,7 +559,7 @@ class SigniClient(ProviderClient):
         raw = body if isinstance(body, bytes) else body.encode("utf-8")
         return [Notification(dedup_key=f"signi:{contract_id}:{event}:{body_digest(raw)}", event_type=event,
                              provider_ref=contract_id, occurred_at=_now_utc(), status=None, payload=data,
-                             hints=hints, reference=self._webhook_reference(query))]
+                             hints=hints, reference=reference_from_query(query))]
 
     @staticmethod
     def _webhook_body(body):
@@ -596,7 +583,7 @@ class SigniClient(ProviderClient):
     def _webhook_event(data, query):
         """The outcome named by the body and/or the URL we registered for it; they must agree."""
         body_state = data.get("state")
-        url_event = _query_value(query, EVENT_QUERY_PARAM)
+        url_event = query_value(query, EVENT_QUERY_PARAM)
         body_event = EVENT_ALIASES.get(body_state.lower()) if isinstance(body_state, str) else None
         url_event = EVENT_ALIASES.get(url_event.lower()) if isinstance(url_event, str) else None
         if body_state is not None and body_event is None:
@@ -608,10 +595,3 @@ class SigniClient(ProviderClient):
             raise WebhookMalformed("Signi notification without a state")
         return event
 
-    @staticmethod
-    def _webhook_reference(query):
-        """Our reference from the callback URL (``ref``), as trustworthy as the token beside it."""
-        value = _query_value(query, REFERENCE_QUERY_PARAM)
-        if not isinstance(value, str) or len(value) > REFERENCE_MAX_LENGTH:
-            return ""
-        return value.strip()

@@ -24,7 +24,7 @@ from odoo.tools import SQL, mute_logger
 
 from ..api.base import (EnvelopeStatus, ProviderError, WebhookAuthError, WebhookMalformed, body_digest,
                         status_from_dict, status_to_dict)
-from .esign_access import GROUP_MANAGER, check_esign_right
+from .esign_access import check_esign_right
 from .esign_after_commit import schedule_after_commit, use_queue_job
 
 _logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ import socket
 import pytest
 from test_signi import CLIENT_EMAIL, MODES, deliver, make_client, make_envelope, query_of, running_fake
 
-from esign_connector.api import signi
+from esign_connector.api import callbacks, signi
 from esign_connector.api.base import ProviderError
 
 CREATE = ("POST", r"/contract/$")
@@ -62,7 +62,7 @@ def test_status_echoes_reference_only_where_the_detail_has_it(fake):
 
 def test_overlong_callback_reference_is_not_ours():
     body = json.dumps({"contract_id": 5, "state": "expired"}).encode()
-    query = {"token": "t" * 43, "event": "expired", "ref": "x" * (signi.REFERENCE_MAX_LENGTH + 1)}
+    query = {"token": "t" * 43, "event": "expired", "ref": "x" * (callbacks.REFERENCE_MAX_LENGTH + 1)}
     [note] = signi.SigniClient().parse_webhook({}, body, query)
     assert note.reference == ""
 
