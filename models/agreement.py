@@ -4,6 +4,7 @@ from odoo.exceptions import UserError
 
 from . import esign_send_checks as checks
 from .esign_access import check_esign_right
+from .esign_request import LIVE_STATES
 
 
 class Agreement(models.Model):
@@ -57,7 +58,7 @@ class Agreement(models.Model):
         self.ensure_one()
         check_esign_right(self.env, "send")
         self._esign_check_enabled()
-        if self.esign_state in checks.LIVE_STATES:
+        if self.esign_state in LIVE_STATES:
             raise UserError(_("This contract is already being sent, out for signature or signed. Refresh its "
                               "status, or cancel that request first."))
         return {

@@ -20,7 +20,7 @@ import uuid
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
-from ..api.base import Document, EnvelopeStatus, ProviderError
+from ..api.base import Document, ProviderError
 from .esign_access import GROUP_MANAGER, check_esign_right
 from .esign_after_commit import new_environment
 
@@ -488,7 +488,3 @@ class EsignRequest(models.Model):
         attachment = self.document_id.sudo()
         return Document(filename=attachment.name, content=attachment.raw,
                         mimetype=attachment.mimetype or "application/pdf")
-
-    def _esign_status_for_own_action(self, state):
-        """A status meaning ``state``, for an action we did ourselves (same rules as provider states)."""
-        return EnvelopeStatus(provider_ref=self.provider_ref, state=state)

@@ -34,7 +34,7 @@ import psycopg2
 from ..api.base import Envelope, Organisation, ProviderError, SendResult, Signer
 from . import esign_send_checks as checks
 from .esign_access import check_esign_right
-from .esign_after_commit import schedule_after_commit, use_queue_job
+from .esign_after_commit import schedule_after_commit
 
 _logger = logging.getLogger(__name__)
 
@@ -139,9 +139,6 @@ class EsignRequestOutbox(models.Model):
             schedule_after_commit(request, "_esign_outbox_run", channel=f"root.esign.{request.provider_id.code}",
                                   description=_("E-signature: send %s", request.name),
                                   identity_key=lambda r: f"esign-send-{r.id}-{r.send_attempts}")
-
-    def _esign_use_queue_job(self):
-        return use_queue_job(self.env)
 
     # ------------------------------------------------------------------ 2. run
 

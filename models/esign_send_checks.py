@@ -12,10 +12,9 @@ from odoo.exceptions import AccessError
 from odoo.tools import email_normalize
 
 from .esign_access import has_esign_right
+from .esign_request import LIVE_STATES
 
 SendProblem = collections.namedtuple("SendProblem", "code message")
-
-LIVE_STATES = ("sending", "sent", "signed")
 
 
 def agreement_problems(agreement, user):
