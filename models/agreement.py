@@ -53,6 +53,11 @@ class Agreement(models.Model):
             if problems:
                 raise UserError(checks.format_problems(problems))
 
+    def _esign_on_signature_outcome(self, new_state, request):
+        """Hook: ``request`` (of this contract) reached ``new_state``. Extended by the bridges to other
+        agreement modules (e.g. moving the contract to a stage); runs in superuser mode."""
+        return True
+
     def action_esign_send(self):
         """Open the send wizard (the Sign with ... button)."""
         self.ensure_one()

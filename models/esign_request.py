@@ -284,6 +284,7 @@ class EsignRequest(models.Model):
             self._esign_fetch_documents(hints)
         if new_state in ("signed", "refused", "error"):
             self._esign_notify_responsible(new_state)
+        self.agreement_id.sudo()._esign_on_signature_outcome(new_state, self)
 
     def _esign_signature_date(self, status=None):
         """The day the provider completed the signature, in the sender's time zone; today if unknown."""

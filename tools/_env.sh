@@ -16,6 +16,7 @@ odoo_available() {
 esign_addons_path() {
   # Odoo finds a module by its folder name: give it a folder holding an esign_connector link.
   local link_dir="$ESIGN_STATE_DIR/addons"
+  mkdir -p "$ESIGN_STATE_DIR"
   mkdir -p "$link_dir"
   ln -sfn "$REPO_ROOT" "$link_dir/esign_connector"
   local paths="$ODOO18_HOME/src/odoo/addons"
@@ -59,6 +60,7 @@ esign_odoo_config() {
   # Writes an Odoo configuration file for this checkout and echoes its path.
   local db=$1
   local conf="$ESIGN_STATE_DIR/odoo-$db.conf" port=${2:-8069}
+  mkdir -p "$ESIGN_STATE_DIR"  # also with the user's own PostgreSQL (PGHOST), where no cluster made it
   cat > "$conf" <<CONF
 [options]
 addons_path = $(esign_addons_path)
