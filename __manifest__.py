@@ -29,6 +29,7 @@
         "views/agreement_views.xml",
         "views/agreement_type_views.xml",
         "views/res_config_settings_views.xml",
+        "views/res_config_settings_notify_views.xml",
         "views/demo_sign_templates.xml",
         "wizards/esign_send_wizard_views.xml",
         "views/esign_menus.xml",

@@ -332,6 +332,8 @@ class AutentiClient(ProviderClient):
     §2a); ``acting_subject`` the ``sub``: a permanent id of the acting person on our side.
     """
 
+    calls_per_send = 3  # create (with the parties), upload, the DOCUMENT_SENT action
+
     code = "autenti"
     # Autenti offers no way to find a process by our reference: see the module docstring, "Outbox".
     can_find_by_reference = False

@@ -232,6 +232,9 @@ class ProviderClient:
     can_find_by_reference = False
     """True when :meth:`find_by_reference` can tell whether an envelope exists for our reference."""
 
+    calls_per_send = 1
+    """API calls one :meth:`send` makes, for the rate limit (an estimate: tokens are cached)."""
+
     def supports(self, operation):
         """True when this client implements ``operation`` (``cancel``, ``remind``) instead of refusing it.
 

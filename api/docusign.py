@@ -393,6 +393,8 @@ class DocuSignClient(ProviderClient):
     JWT ``aud`` is its host part unless ``audience`` is given.
     """
 
+    calls_per_send = 1  # one POST /envelopes (token and account cached)
+
     code = "docusign"
 
     def __init__(self, integration_key="", user_id="", private_key_pem="", account_id="", base_url="",

@@ -242,6 +242,8 @@ class SellAndSignClient(ProviderClient):
     licence's mode for remote signing (NOTES §4.3).
     """
 
+    calls_per_send = 2  # sendCommandPacket, then the auto-close setting
+
     code = "sellandsign"
     # No search by customer number is documented (module docstring): the base class's "config"
     # error stands for find_by_reference().

@@ -227,6 +227,8 @@ class SigniClient(ProviderClient):
     so a forged hint can never make us fetch an arbitrary URL.
     """
 
+    calls_per_send = 1  # one multipart create
+
     code = "signi"
 
     def __init__(self, base_url=PRODUCTION_URL, api_key="", proposer_email="", timeout=(5.0, 30.0),

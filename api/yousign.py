@@ -374,6 +374,8 @@ class YousignClient(ProviderClient):
     signer we add (spec enums). ``timezone`` is sent with each request (dates in Yousign's e-mails).
     """
 
+    calls_per_send = 5  # create, upload, one call per signer (2), activate
+
     code = "yousign"
     can_find_by_reference = True  # GET /signature_requests?external_id[eq]=… [OK]
 

@@ -12,7 +12,10 @@ from . import esign_request_signer
 from . import esign_request_event
 from . import esign_demo_envelope
 from . import agreement
+from . import agreement_esign_send
 from . import agreement_type
 from . import res_company
 from . import res_config_settings
+from . import res_config_settings_notify
+from . import esign_provider_rate
 from . import ir_http

@@ -17,6 +17,8 @@ import logging
 import threading
 import uuid
 
+from markupsafe import Markup
+
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
@@ -47,7 +49,7 @@ PROTECTED_FIELDS = frozenset({
     "company_id", "user_id", "account_mode", "acting_account_json", "document_id", "signed_document_id",
     "evidence_document_id", "documents_pending", "last_error", "reason", "sent_at", "completed_at",
     "last_checked_at", "callback_token", "signer_ids", "send_attempts", "send_claimed_at",
-    "send_next_attempt_at", "send_outcome_unknown", "subject", "message",
+    "send_next_attempt_at", "send_outcome_unknown", "subject", "message", "last_error_code",
 })
 
 
@@ -98,6 +100,10 @@ class EsignRequest(models.Model):
         readonly=True, copy=False,
         help="Signed, but the signed document could not be downloaded yet; the cron retries.")
     last_error = fields.Text(readonly=True, copy=False)
+    last_error_code = fields.Char(
+        string="Error Code", readonly=True, copy=False,
+        help="Why the request failed or waits, as a stable code (see the README): the provider refused it, "
+        "is unavailable, reports a failure, or did not confirm a send.")
     reason = fields.Char(string="Refusal / Cancellation Reason", readonly=True, copy=False)
     sent_at = fields.Datetime(readonly=True, copy=False)
     completed_at = fields.Datetime(readonly=True, copy=False)
@@ -227,6 +233,11 @@ class EsignRequest(models.Model):
         if new_state in FINAL_STATES and not self.completed_at and "completed_at" not in vals:
             vals["completed_at"] = fields.Datetime.now()
         self.sudo().write(vals)
+        if new_state == "error":  # what a following automation rule reads on the contract
+            self.agreement_id.sudo().write({"esign_error_code": self.last_error_code,
+                                            "esign_error_message": self.last_error})
+        elif new_state == "sent":
+            self.agreement_id.sudo().write({"esign_error_code": False, "esign_error_message": False})
 
     def _esign_apply_status(self, status, hints=None):
         """Apply a provider's view of this request. Idempotent, never moves backwards.
@@ -251,6 +262,7 @@ class EsignRequest(models.Model):
                 if status.reason:
                     final_vals["reason"] = status.reason[:250]
             if new_state == "error":
+                final_vals["last_error_code"] = "ESIGN_PROVIDER_FAILED"
                 final_vals["last_error"] = _("%(provider)s reports that the signature failed: %(reason)s",
                                              provider=self.provider_id.name,
                                              reason=status.reason or status.provider_state or _("no detail"))
@@ -282,7 +294,7 @@ class EsignRequest(models.Model):
         if new_state == "signed":
             self.agreement_id.sudo().signature_date = self._esign_signature_date(status)
             self._esign_fetch_documents(hints)
-        if new_state in ("signed", "refused", "error"):
+        if new_state in ("signed", "refused", "expired", "error"):
             self._esign_notify_responsible(new_state)
         self.agreement_id.sudo()._esign_on_signature_outcome(new_state, self)
 
@@ -295,18 +307,28 @@ class EsignRequest(models.Model):
         return fields.Date.context_today(self.with_user(self.user_id), timestamp=when)
 
     def _esign_notify_responsible(self, new_state):
+        """Tell the sender of the outcome: an activity, an e-mail or both (the company's setting)."""
         self.ensure_one()
         summaries = {
             "signed": _("Contract signed: %s", self.agreement_id.name),
             "refused": _("Contract refused: %s", self.agreement_id.name),
+            "expired": _("E-signature expired: %s", self.agreement_id.name),
             "error": _("E-signature failed: %s", self.agreement_id.name),
         }
-        self.agreement_id.sudo().activity_schedule(
-            "esign_connector.mail_activity_esign_followup",
-            summary=summaries[new_state],
-            note=self.reason or self.last_error or "",
-            user_id=self.user_id.id,
-        )
+        summary, note = summaries[new_state], self.reason or self.last_error or ""
+        mode = self.company_id.esign_notify_mode or "activity"
+        if mode in ("activity", "both"):
+            self.agreement_id.sudo().activity_schedule(
+                "esign_connector.mail_activity_esign_followup", summary=summary, note=note, user_id=self.user_id.id)
+        if mode in ("email", "both") and self.user_id.email:
+            url = f"{self.get_base_url()}/odoo/action-esign_connector.esign_request_action/{self.id}"
+            body = Markup("<p>%s</p><p>%s</p><p><a href='%s'>%s</a></p>") % (
+                summary, note, url, _("Open the request %s", self.name))
+            self.env["mail.mail"].sudo().create({
+                "subject": summary, "body_html": body, "email_to": self.user_id.email_formatted,
+                "email_from": self.company_id.email_formatted or self.env.ref("base.partner_root").email_formatted,
+                "model": "agreement", "res_id": self.agreement_id.id, "auto_delete": True,
+            })
 
     def _esign_fetch_documents(self, hints=None):
         """Download and attach the signed document and the evidence. On failure, retried by cron."""
@@ -468,7 +490,13 @@ class EsignRequest(models.Model):
         requests = self.sudo().search(
             ["|", ("state", "in", OPEN_STATES), "&", ("state", "=", "signed"), ("documents_pending", "=", True)],
             order="last_checked_at asc nulls first, id", limit=batch_size)
+        full = set()  # providers whose rate-limit window is full: their requests wait for the next run
         for request in requests:
+            if request.provider_id in full:
+                continue
+            if request.provider_id._esign_reserve_calls(1):
+                full.add(request.provider_id)
+                continue
             try:
                 with self.env.cr.savepoint():
                     request._esign_refresh()

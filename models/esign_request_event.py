@@ -14,6 +14,7 @@ once after it commits (claim, call, record), like the send outbox.
 import datetime
 import json
 import logging
+import time
 import uuid
 
 import psycopg2
@@ -252,9 +253,7 @@ class EsignRequestEvent(models.Model):
                 event.with_delay(channel="root.esign.events", identity_key=f"esign-event-{event.id}",
                                  description=_("E-signature: apply %s", event.event_type))._esign_process()
             return
-        # The id without env.ref's existence check: one query less while the provider waits.
-        cron = self.env["ir.cron"].sudo().browse(
-            self.env["ir.model.data"]._xmlid_to_res_id("esign_connector.ir_cron_esign_process"))
+        cron = self._esign_processing_cron()  # without env.ref's existence check: one query less
         if wake_up:
             cron._trigger()
         else:  # what _trigger stores, in one statement (no ORM create while the provider waits)
@@ -262,6 +261,18 @@ class EsignRequestEvent(models.Model):
             self.env.cr.execute(SQL(
                 "INSERT INTO ir_cron_trigger (cron_id, call_at, create_uid, create_date, write_uid, write_date) "
                 "VALUES (%s, %s, %s, %s, %s, %s)", cron.id, now, self.env.uid, now, self.env.uid, now))
+
+    @api.model
+    def _esign_processing_cron(self):
+        return self.env["ir.cron"].sudo().browse(
+            self.env["ir.model.data"]._xmlid_to_res_id("esign_connector.ir_cron_esign_process"))
+
+    @api.model
+    def _esign_wake_processing_at(self, when):
+        """Run the processing cron at ``when`` (e.g. when a provider's rate-limit window opens)."""
+        cron = self._esign_processing_cron()
+        if not self.env["ir.cron.trigger"].sudo().search_count([("cron_id", "=", cron.id), ("call_at", "=", when)]):
+            cron._trigger(at=when)
 
     # ------------------------------------------------------------------ processing
 
@@ -380,10 +391,22 @@ class EsignRequestEvent(models.Model):
         return events
 
     @api.model
-    def _cron_esign_process(self, batch_size=100):
-        """Apply what was received, retry what failed, look again at what matched nothing."""
+    def _cron_esign_process(self, batch_size=100, time_budget=50):
+        """Send what is due, run queued commands, apply what was received, retry what failed, look
+        again at what matched nothing.
+
+        Sends go in batches until none is due (or the provider's window is full) or ``time_budget``
+        seconds passed; the cron's progress says what remains, and Odoo runs it again at once
+        (several cron workers, or servers, share the work: everything is claimed first).
+        """
         Request = self.env["esign.request"]
-        Request._cron_esign_outbox(batch_size=batch_size)
+        deadline = time.monotonic() + time_budget
+        done = 0
+        while time.monotonic() < deadline:
+            sent = Request._cron_esign_outbox(batch_size=batch_size)
+            done += sent
+            if not sent:
+                break
         self._esign_run_commands()
         window = fields.Datetime.now() - datetime.timedelta(days=UNMATCHED_WINDOW_DAYS)
         events = self.sudo().search(
@@ -394,7 +417,11 @@ class EsignRequestEvent(models.Model):
         for event in events:
             event._esign_process()
             Request._esign_commit_progress()
-        return len(events)
+        done += len(events)
+        remaining = Request.sudo().search_count(Request._esign_outbox_due_domain()) + self.sudo().search_count(
+            [("source", "=", "webhook"), ("state", "=", "received")])
+        self.env["ir.cron"]._notify_progress(done=done, remaining=remaining)
+        return done
 
     def action_retry(self):
         check_esign_right(self.env, "retry_event")
@@ -449,6 +476,10 @@ class EsignRequestEvent(models.Model):
             request = command.request_id
             client = request._esign_client()
             params = json.loads(command.payload or "{}")
+            wait = request.provider_id._esign_reserve_calls(1)
+            if wait:  # the provider's window is full: the command waits for the next one
+                self._esign_wake_processing_at(wait)
+                return
             command.write({"state": "running", "attempts": command.attempts + 1,
                            "last_attempt_at": fields.Datetime.now()})
             provider_ref, kind = request.provider_ref, command.event_type

@@ -43,6 +43,29 @@ RETRY_DELAYS_MINUTES = (1, 5, 15, 60, 180)
 STALE_CLAIM_MINUTES = 10  # far above the transport's timeouts and retries: the worker died
 
 
+ERROR_CODES = {
+    "auth": "ESIGN_PROVIDER_AUTH",
+    "config": "ESIGN_PROVIDER_INCOMPLETE",
+    "rejected": "ESIGN_PROVIDER_REJECTED",
+    "not_found": "ESIGN_PROVIDER_REJECTED",
+    "conflict": "ESIGN_PROVIDER_REJECTED",
+    "rate_limited": "ESIGN_RATE_LIMITED",
+    "unavailable": "ESIGN_PROVIDER_UNAVAILABLE",
+    "timeout": "ESIGN_PROVIDER_UNAVAILABLE",
+    "protocol": "ESIGN_PROVIDER_UNAVAILABLE",
+}
+QUOTA_WORDS = ("quota", "credit", "insufficient funds", "no more envelopes", "limit of documents")
+
+
+def error_code(error):
+    """The stable code of a provider's refusal (README, "Pre-send check codes")."""
+    if error.outcome_unknown:
+        return "ESIGN_OUTCOME_UNKNOWN"
+    if error.status_code == 402 or any(word in (error.detail or "").lower() for word in QUOTA_WORDS):
+        return "ESIGN_QUOTA"  # the provider says the account has no envelopes or credits left
+    return ERROR_CODES.get(error.kind, "ESIGN_PROVIDER_UNAVAILABLE")
+
+
 class EsignRequestOutbox(models.Model):
     _inherit = "esign.request"
 
@@ -94,7 +117,7 @@ class EsignRequestOutbox(models.Model):
         check_esign_right(self.env(user=user, su=False), "send")
         problems = self._esign_send_problems(agreement, provider, user, document, signers)
         if problems:
-            raise UserError(checks.format_problems(problems))
+            raise checks.SendRefused(problems)
         provider = provider.sudo()
         company_signer = self._esign_company_signer(provider, user)
         clients = sorted((s for s in signers if s.get("role") != "company"), key=lambda s: s.get("sequence") or 0)
@@ -127,8 +150,8 @@ class EsignRequestOutbox(models.Model):
                 request = self.sudo().create(vals)
         except psycopg2.errors.UniqueViolation as error:
             # Another tab, user or retried call queued this contract a moment ago.
-            raise UserError(_("The contract %s is already being sent or out for signature.",
-                              agreement.display_name)) from error
+            raise checks.SendRefused([checks.SendProblem("ESIGN_ALREADY_OUT", _(
+                "The contract %s is already being sent or out for signature.", agreement.display_name))]) from error
         request._esign_post(_("Sending for e-signature with %s.", provider.name), by_provider=False)
         request._esign_schedule_outbox()
         return request
@@ -192,13 +215,22 @@ class EsignRequestOutbox(models.Model):
         except (ProviderError, UserError) as error:
             message = error.args[0] if isinstance(error, UserError) else \
                 self.provider_id._esign_error_message(error)
-            self._esign_set_state("error", {"last_error": message, "send_next_attempt_at": False})
+            code = error_code(error) if isinstance(error, ProviderError) else "ESIGN_PROVIDER_INCOMPLETE"
+            self._esign_set_state("error", {"last_error": message, "last_error_code": code,
+                                            "send_next_attempt_at": False})
             self._esign_post(_("E-signature with %(provider)s failed: %(message)s",
                                provider=self.provider_id.name, message=message))
             return None
         lookup_first = self.send_outcome_unknown
         if lookup_first and not client.can_find_by_reference:
-            return None  # a manager must settle it (see _esign_outbox_record)
+            if self.send_next_attempt_at:  # e.g. its worker died during the call: a manager decides
+                self._esign_park_for_manager(_("The worker sending it stopped during the call."))
+            return None
+        wait = self.provider_id._esign_reserve_calls(client.calls_per_send + (1 if lookup_first else 0))
+        if wait:  # the provider's window is full: next window, and the cron wakes up then
+            self.sudo().write({"send_next_attempt_at": wait})
+            self.env["esign.request.event"]._esign_wake_processing_at(wait)
+            return None
         self.sudo().write({"send_claimed_at": fields.Datetime.now(), "send_attempts": self.send_attempts + 1})
         return client, envelope, lookup_first
 
@@ -242,7 +274,7 @@ class EsignRequestOutbox(models.Model):
     def _esign_outbox_sent(self, result):
         now = fields.Datetime.now()
         self._esign_set_state("sent", {
-            "provider_ref": result.provider_ref, "sent_at": now, "last_error": False,
+            "provider_ref": result.provider_ref, "sent_at": now, "last_error": False, "last_error_code": False,
             "send_claimed_at": False, "send_next_attempt_at": False, "send_outcome_unknown": False,
         })
         self.signer_ids._esign_update_from_provider(result.signers, initial=True)
@@ -307,7 +339,7 @@ class EsignRequestOutbox(models.Model):
 
     def _esign_outbox_failed(self, error, can_lookup):
         message = self.provider_id._esign_error_message(error)
-        vals = {"send_claimed_at": False}
+        vals = {"send_claimed_at": False, "last_error_code": error_code(error)}
         attempts = self.send_attempts
         if error.outcome_unknown or self.send_outcome_unknown and error.transient:
             vals["send_outcome_unknown"] = True
@@ -317,18 +349,14 @@ class EsignRequestOutbox(models.Model):
                     "%(message)s %(provider)s may have received the contract: it will be looked up at "
                     "%(provider)s before anything is sent again (automatically).",
                     message=message, provider=self.provider_id.name)
+                self.sudo().write(vals)
+                self._esign_notify_user(vals["last_error"], "warning")
             else:
-                vals["send_next_attempt_at"] = False
-                vals["last_error"] = _(
-                    "%(message)s %(provider)s did not confirm whether it received the contract, and it cannot be "
-                    "looked up automatically. Check at %(provider)s whether a document with the reference "
-                    "%(reference)s arrived. A manager can then send it again or mark it as not sent.",
-                    message=message, provider=self.provider_id.name, reference=self.reference)
-                self._esign_escalate(vals["last_error"])
-            self.sudo().write(vals)
-            self._esign_notify_user(vals["last_error"], "warning")
+                self.sudo().write(vals)
+                self._esign_park_for_manager(message)
             return
-        if error.transient and attempts < MAX_SEND_ATTEMPTS:
+        if error.transient and (attempts < MAX_SEND_ATTEMPTS or error.kind == "rate_limited"):
+            # A 429 is the provider's pace, not a failure: it never uses up the attempts.
             vals["send_next_attempt_at"] = self._esign_next_attempt(attempts, error.retry_after)
             vals["last_error"] = _("%(message)s Sending again automatically after %(when)s (UTC).",
                                    message=message, when=vals["send_next_attempt_at"].strftime("%H:%M"))
@@ -340,6 +368,17 @@ class EsignRequestOutbox(models.Model):
                            provider=self.provider_id.name, message=message))
         self._esign_notify_user(message, "danger")
         self._esign_notify_responsible("error")
+
+    def _esign_park_for_manager(self, cause):
+        """An unclear send the provider cannot be searched for: nothing is retried; a manager decides."""
+        text = _("%(cause)s %(provider)s did not confirm whether it received the contract, and it cannot be "
+                 "looked up automatically. Check at %(provider)s whether a document with the reference "
+                 "%(reference)s arrived. A manager can then send it again or mark it as not sent.",
+                 cause=cause, provider=self.provider_id.name, reference=self.reference)
+        self.sudo().write({"send_outcome_unknown": True, "send_next_attempt_at": False, "last_error": text,
+                           "last_error_code": "ESIGN_OUTCOME_UNKNOWN"})
+        self._esign_escalate(text)
+        self._esign_notify_user(text, "warning")
 
     @staticmethod
     def _esign_next_attempt(attempts, retry_after=None):
@@ -396,6 +435,13 @@ class EsignRequestOutbox(models.Model):
     # ------------------------------------------------------------------ 3. the cron, and managers
 
     @api.model
+    def _esign_outbox_due_domain(self):
+        """Requests waiting to be sent now. Unclear sends left to a manager have no next attempt."""
+        return [("state", "=", "sending"), ("send_claimed_at", "=", False),
+                "|", "&", ("send_next_attempt_at", "=", False), ("send_outcome_unknown", "=", False),
+                ("send_next_attempt_at", "<=", fields.Datetime.now())]
+
+    @api.model
     def _cron_esign_outbox(self, batch_size=50):
         """Send what is due, and settle claims whose worker died during the call."""
         stale = fields.Datetime.now() - datetime.timedelta(minutes=STALE_CLAIM_MINUTES)
@@ -409,10 +455,8 @@ class EsignRequestOutbox(models.Model):
                         "send_next_attempt_at": fields.Datetime.now()})
                     _logger.warning("E-signature request %s: the worker sending it stopped during the call",
                                     request.name)
-        due = self.sudo().search([
-            ("state", "=", "sending"), ("send_claimed_at", "=", False),
-            "|", ("send_next_attempt_at", "=", False), ("send_next_attempt_at", "<=", fields.Datetime.now()),
-        ], order="send_next_attempt_at asc nulls first, id", limit=batch_size)
+        due = self.sudo().search(self._esign_outbox_due_domain(),
+                                 order="send_next_attempt_at asc nulls first, id", limit=batch_size)
         return due._esign_outbox_run()
 
     def _esign_check_settleable(self):
@@ -447,7 +491,7 @@ class EsignRequestOutbox(models.Model):
         for request in self.sudo():
             request._esign_check_settleable()
             message = _("Marked as not sent by %s.", self.env.user.name)
-            request._esign_set_state("error", {"last_error": message, "send_next_attempt_at": False,
+            request._esign_set_state("error", {"last_error": message, "last_error_code": "ESIGN_NOT_SENT", "send_next_attempt_at": False,
                                                "send_claimed_at": False})
             request._esign_post(message, by_provider=False)
         return True

@@ -8,13 +8,21 @@ names the record and what to fix.
 """
 import collections
 
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools import email_normalize
 
 from .esign_access import has_esign_right
 from .esign_request import LIVE_STATES
 
 SendProblem = collections.namedtuple("SendProblem", "code message")
+
+
+class SendRefused(UserError):
+    """A send refused before anything reached a provider; ``problems`` keep their codes."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__(format_problems(self.problems))
 
 
 def agreement_problems(agreement, user):

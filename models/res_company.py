@@ -9,3 +9,7 @@ class ResCompany(models.Model):
         "esign.provider", string="Default E-Signature Provider",
         domain="[('company_id', '=', id)]",
     )
+    esign_notify_mode = fields.Selection(
+        [("activity", "An activity"), ("email", "An e-mail"), ("both", "An activity and an e-mail")],
+        string="Tell the Sender by", default="activity", required=True,
+        help="How the salesperson who sent a contract learns that it was signed, refused, expired or failed.")

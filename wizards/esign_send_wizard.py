@@ -5,7 +5,6 @@ from odoo.exceptions import AccessError, UserError
 
 from ..models import esign_send_checks as checks
 
-REPORT_XMLID = "esign_connector.action_report_agreement_contract"
 
 
 class EsignSendWizard(models.TransientModel):
@@ -47,9 +46,7 @@ class EsignSendWizard(models.TransientModel):
         provider = agreement.esign_provider_id
         values.setdefault("provider_id", provider.id)
         values.setdefault("subject", _("Please sign: %s", agreement.name))
-        pdf = self.env["ir.attachment"].search([
-            ("res_model", "=", "agreement"), ("res_id", "=", agreement.id),
-            ("mimetype", "=", "application/pdf")], order="id desc", limit=1)
+        pdf = agreement._esign_attached_pdf()
         if pdf and not self.env.context.get("default_document_source"):
             values["attachment_id"] = pdf.id
             values["document_source"] = "attachment"
@@ -60,14 +57,7 @@ class EsignSendWizard(models.TransientModel):
     @api.model
     def _signer_defaults(self, agreement, provider):
         """The client first, then the company signer the provider's mode decides (read-only)."""
-        lines = []
-        partner = agreement.partner_id
-        if partner:
-            lines.append({
-                "partner_id": partner.id, "name": partner.name, "email": partner.email or False,
-                "phone": partner.phone or partner.mobile or False, "role": "client", "sequence": 1,
-                "action": "sign",
-            })
+        lines = agreement._esign_client_signers()
         company = agreement.company_id or self.env.company
         if provider and provider.company_id == company and provider.has_access("read"):
             try:
@@ -115,17 +105,7 @@ class EsignSendWizard(models.TransientModel):
         self.ensure_one()
         if self.document_source == "attachment":
             return self.attachment_id
-        report = self.env.ref(REPORT_XMLID).sudo()
-        pdf, _type = report._render_qweb_pdf(REPORT_XMLID, [self.agreement_id.id])
-        # sudo: attaching to a contract needs write access on it, which salespeople do not have;
-        # the contract itself was checked readable by the sender just before.
-        return self.env["ir.attachment"].sudo().create({
-            "name": f"{self.agreement_id.code or self.agreement_id.name}.pdf".replace("/", "-"),
-            "raw": pdf,
-            "mimetype": "application/pdf",
-            "res_model": "agreement",
-            "res_id": self.agreement_id.id,
-        })
+        return self.agreement_id._esign_document("report")
 
     # ------------------------------------------------------------------ send
 
