@@ -31,6 +31,11 @@ mkdir -p "$LOG_DIR"
 status=0
 passed=0 failed=0 skipped=0
 
+free_port() {  # a free loopback port, so that runs of several checkouts or databases do not collide
+  "$ODOO_PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+HTTP_PORT=${ESIGN_TEST_HTTP_PORT:-$(free_port)}
+
 count() {  # count WORD "pytest summary line" -> the number before WORD, or 0
   local n
   n=$(grep -oE "[0-9]+ $1\b" <<<"$2" | head -n 1 | grep -oE "[0-9]+")
@@ -44,7 +49,7 @@ fresh_db() {
 run_pytest() {
   local db=${ESIGN_TEST_DB:-esign_test}
   local conf modules=esign_connector
-  conf=$(esign_odoo_config "$db" 8069)
+  conf=$(esign_odoo_config "$db" "$HTTP_PORT")
   [ ! -d "$ODOO18_HOME/addons/odoo/addons/queue_job" ] || modules=esign_connector,queue_job
   fresh_db "$db"
   echo "== pytest-odoo: installing $modules in a fresh database $db (no demo data) ..."
@@ -56,7 +61,7 @@ run_pytest() {
     case "$arg" in tests*) args+=("esign_connector/$arg") ;; *) args+=("$arg") ;; esac
   done
   [ ${#args[@]} -eq 0 ] || [[ "${args[*]}" != *esign_connector/tests* ]] && args=(esign_connector/tests "${args[@]}")
-  local log="$LOG_DIR/pytest.log" rc=0
+  local log="$LOG_DIR/pytest-$db.log" rc=0
   (cd "$ESIGN_STATE_DIR/addons" && PYTHONPATH="$REPO_ROOT/tools${PYTHONPATH:+:$PYTHONPATH}" \
     "$ODOO_PY" -m pytest -q -p no:cacheprovider -p esign_pytest_plugin \
       --rootdir="$ESIGN_STATE_DIR/addons/esign_connector" --odoo-config="$conf" --odoo-database="$db" \
@@ -72,8 +77,8 @@ run_pytest() {
 
 run_odoo_runner() {
   local db=${ESIGN_TEST_DB_ODOO:-esign_test_odoo}
-  local conf log="$LOG_DIR/odoo-runner.log" rc=0
-  conf=$(esign_odoo_config "$db" "${ESIGN_TEST_HTTP_PORT:-8069}")
+  local conf log="$LOG_DIR/odoo-runner-$db.log" rc=0
+  conf=$(esign_odoo_config "$db" "$HTTP_PORT")
   fresh_db "$db"
   echo "== Odoo's own runner: odoo -i esign_connector --test-enable --test-tags /esign_connector (demo data) on $db ..."
   timeout "${ESIGN_RUNNER_TIMEOUT:-1800}" "$ODOO_PY" -m odoo -c "$conf" -d "$db" -i esign_connector \
