@@ -17,6 +17,12 @@ from . import esign_send_checks as checks
 _logger = logging.getLogger(__name__)
 
 REPORT_XMLID = "esign_connector.action_report_agreement_contract"
+# What a salesperson (not a mail template editor) may write as {{ object.<...> }} in a subject or
+# message: plain reads of the contract, nothing that evaluates code (Odoo's rule for safe placeholders).
+PLACEHOLDER_PATHS = (
+    "code", "name", "partner_id.name", "partner_id.commercial_partner_id.name", "company_id.name",
+    "agreement_type_id.name", "start_date", "end_date", "signature_date", "description",
+)
 DOCUMENT_SOURCES = [
     ("auto", "The PDF attached to the contract, else the contract printed by Odoo"),
     ("attachment", "The PDF attached to the contract"),
@@ -39,6 +45,11 @@ class AgreementEsignSend(models.Model):
     @api.model
     def _esign_origin_models(self):
         return [(model.model, model.name) for model in self.env["ir.model"].sudo().search([])]
+
+    def mail_allowed_qweb_expressions(self):
+        """Let salespeople put the contract's own fields in a message (see PLACEHOLDER_PATHS)."""
+        allowed = tuple(f"object.{path}" for path in PLACEHOLDER_PATHS if path.split(".")[0] in self._fields)
+        return super().mail_allowed_qweb_expressions() + allowed
 
     # ------------------------------------------------------------------ defaults
 
@@ -159,7 +170,7 @@ class AgreementEsignSend(models.Model):
             "is_template": False,
             "esign_origin_ref": f"{origin._name},{origin.id}" if origin else False,
         })
-        if origin is not None and "message_post" in origin:
+        if origin is not None and hasattr(type(origin), "message_post"):
             origin.sudo().message_post(body=_("Contract %s created for e-signature.", agreement.display_name),
                                        subtype_xmlid="mail.mt_note")
         return agreement.with_env(self.env)

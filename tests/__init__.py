@@ -3,6 +3,7 @@ from . import test_esign_demo_flow
 from . import test_esign_webhook
 from . import test_esign_security
 from . import test_esign_trust
+from . import test_esign_pace
 from . import test_esign_http
 from . import test_esign_concurrency
 from . import test_esign_queue_job
