@@ -12,6 +12,7 @@ from . import esign_request_signer
 from . import esign_request_event
 from . import esign_demo_envelope
 from . import agreement
+from . import agreement_stage
 from . import agreement_esign_send
 from . import agreement_type
 from . import res_company

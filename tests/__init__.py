@@ -13,3 +13,4 @@ from . import test_yousign_flow
 from . import test_signi_flow
 from . import test_sellandsign_flow
 from . import test_esign_attack
+from . import test_esign_agreement_legal

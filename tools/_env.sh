@@ -8,6 +8,10 @@ REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ODOO18_HOME=${ODOO18_HOME:-$HOME/odoo18}
 ODOO_PY="$ODOO18_HOME/venv/bin/python"
 ESIGN_STATE_DIR=${ESIGN_STATE_DIR:-${TMPDIR:-/tmp}/esign_connector}
+# The OCA agreement family modules that we test living next to (see README, "Next to the OCA agreement
+# family"), and the folder .ci/run installs their wheels into when the Odoo at ODOO18_HOME lacks them.
+ESIGN_LEGAL_MODULES=(agreement_legal sign_oca agreement_sign_oca)
+ESIGN_OCA_TARGET="$ESIGN_STATE_DIR/oca-agreement-family"
 
 odoo_available() {
   [ -x "$ODOO_PY" ] && "$ODOO_PY" -c 'import odoo' >/dev/null 2>&1
@@ -21,7 +25,22 @@ esign_addons_path() {
   ln -sfn "$REPO_ROOT" "$link_dir/esign_connector"
   local paths="$ODOO18_HOME/src/odoo/addons"
   [ -d "$ODOO18_HOME/addons/odoo/addons" ] && paths="$paths,$ODOO18_HOME/addons/odoo/addons"
+  [ -d "$ESIGN_OCA_TARGET/odoo/addons" ] && paths="$paths,$ESIGN_OCA_TARGET/odoo/addons"
   echo "$paths,$link_dir"
+}
+
+esign_missing_modules() {
+  # Echoes those of the given modules that are on no folder of the addons path (nothing when all are).
+  local module dir found
+  local -a dirs
+  IFS=, read -r -a dirs <<<"$(esign_addons_path)"
+  for module in "$@"; do
+    found=
+    for dir in "${dirs[@]}"; do
+      [ -f "$dir/$module/__manifest__.py" ] && { found=1; break; }
+    done
+    [ -n "$found" ] || echo "$module"
+  done
 }
 
 esign_pg_start() {
