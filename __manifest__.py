@@ -8,7 +8,7 @@
     "website": "https://github.com/esign-connector/esign_connector",
     "author": "E-Signature Connector founders",
     "license": "AGPL-3",
-    "depends": ["mail", "agreement"],
+    "depends": ["mail", "agreement", "base_automation"],
     "external_dependencies": {"python": ["requests", "PyJWT", "cryptography"]},
     "data": [
         "security/esign_security.xml",
@@ -33,8 +33,9 @@
         "views/demo_sign_templates.xml",
         "wizards/esign_send_wizard_views.xml",
         "views/esign_menus.xml",
+        "views/ir_actions_server_views.xml",
     ],
-    "demo": ["demo/esign_demo.xml"],
+    "demo": ["demo/esign_demo.xml", "demo/esign_automation_demo.xml"],
     "installable": True,
     "application": False,
 }

@@ -20,3 +20,4 @@ from . import res_config_settings
 from . import res_config_settings_notify
 from . import esign_provider_rate
 from . import ir_http
+from . import ir_actions_server

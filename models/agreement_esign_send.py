@@ -8,6 +8,7 @@ have sent. Failures are never raised at a robot: they come back as codes and mes
 the contract, and the responsible user is told.
 """
 import logging
+import uuid
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
@@ -38,6 +39,9 @@ class AgreementEsignSend(models.Model):
         help="Why the last automatic or bulk send of this contract did not go (a stable code, see the "
         "README), or why its request failed.")
     esign_error_message = fields.Text(string="E-Signature Error", readonly=True, copy=False)
+    esign_template_id = fields.Many2one(
+        "agreement", string="Made From Template", readonly=True, copy=False, index="btree_not_null",
+        help="The contract template an automation rule or a campaign made this contract from.")
     esign_origin_ref = fields.Reference(
         selection="_esign_origin_models", string="Created From", readonly=True, copy=False,
         help="The record (e.g. a lead) an automation rule or a campaign made this contract for.")
@@ -162,12 +166,14 @@ class AgreementEsignSend(models.Model):
         """A contract for ``partner`` made from the contract template ``template``, linked to ``origin``."""
         if not template.is_template:
             raise UserError(_("%s is not a contract template.", template.display_name))
-        code = f"{template.code}-{partner.id}-{fields.Datetime.now():%Y%m%d%H%M%S}"
+        # Unique per company and client (agreement's own rule) however often it is called.
+        code = f"{template.code}-{fields.Date.context_today(self):%Y%m%d}-{uuid.uuid4().hex[:6].upper()}"
         agreement = template.sudo().copy({
             "partner_id": partner.id,
             "code": code,
             "name": f"{template.name} – {partner.name}",
             "is_template": False,
+            "esign_template_id": template.id,
             "esign_origin_ref": f"{origin._name},{origin.id}" if origin else False,
         })
         if origin is not None and hasattr(type(origin), "message_post"):

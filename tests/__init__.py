@@ -13,4 +13,7 @@ from . import test_yousign_flow
 from . import test_signi_flow
 from . import test_sellandsign_flow
 from . import test_esign_attack
+from . import test_esign_bulk
+from . import test_esign_campaign
+from . import test_esign_automation
 from . import test_esign_agreement_legal
