@@ -235,3 +235,41 @@ class TestConcurrency(BaseCase):
             self.assertEqual(len(request.signed_document_id), 1, "documents attached once")
             signed_notes = request.agreement_id.message_ids.filtered(lambda m: "signed by all parties" in (m.body or ""))
             self.assertEqual(len(signed_notes), 1, "the outcome is told once")
+
+    def test_two_cron_workers_share_the_queued_sends_each_sent_once(self):
+        """Sends queued while their worker died (no post-commit ran); two servers' crons at once."""
+        with self.cursor() as cr:
+            env = self.env_of(cr)
+            partner = env["res.partner"].browse(self.ids["partner"])
+            agreements = env["agreement"].create([
+                {"code": f"CONC-Q{i}", "name": f"Queued {i}", "partner_id": partner.id} for i in range(12)])
+            env["ir.attachment"].create([{
+                "name": f"q{i}.pdf", "raw": make_pdf(), "mimetype": "application/pdf",
+                "res_model": "agreement", "res_id": agreement.id} for i, agreement in enumerate(agreements)])
+            results = agreements._esign_send_unattended()
+            self.assertEqual(set(map(len, results.values())), {0})
+            cr.postcommit.clear()  # the worker dies right after its commit: nothing was sent
+            cr.commit()
+            ids = agreements.ids
+        self.addCleanup(self._cleanup_agreements, ids)
+        _results, errors = self._in_threads([self._process, self._process])
+        self.assertFalse(errors, errors)
+        with self.cursor() as cr:
+            env = self.env_of(cr)
+            requests = env["agreement"].browse(ids).esign_request_ids
+            self.assertEqual(len(requests), 12)
+            self.assertEqual(set(requests.mapped("state")), {"sent"})
+            envelopes = env["esign.demo.envelope"].search([("external_reference", "in", requests.mapped("reference"))])
+            self.assertEqual(len(envelopes), 12, "each queued send reached the provider exactly once")
+
+    def _cleanup_agreements(self, ids):
+        with self.cursor() as cr:
+            env = self.env_of(cr)
+            agreements = env["agreement"].browse(ids).exists()
+            requests = agreements.esign_request_ids
+            env["esign.demo.envelope"].search([("external_reference", "in", requests.mapped("reference"))]).unlink()
+            env["esign.request.event"].search([("request_id", "in", requests.ids)]).unlink()
+            requests.sudo().unlink()
+            env["ir.attachment"].search([("res_model", "=", "agreement"), ("res_id", "in", agreements.ids)]).unlink()
+            agreements.activity_ids.unlink()
+            agreements.unlink()

@@ -74,3 +74,14 @@ class TestQueueJob(EsignCommon):
         self.assertFalse(self.jobs("_esign_outbox_run"))
         self.run_jobs()
         self.assertEqual(request.state, "sent")
+
+    def test_a_job_waits_for_the_providers_next_window(self):
+        self.provider.write({"rate_limit_calls": 1, "rate_limit_period": 3600})
+        first, _result = self.send(process=False)
+        second, _result = self.send(self._make_agreement("C-002", self.client_partner), process=False)
+        self.perform(self.jobs("_esign_outbox_run"))
+        self.assertEqual(sorted((first | second).mapped("state")), ["sending", "sent"])
+        waiting = (first | second).filtered(lambda r: r.state == "sending")
+        self.assertEqual(waiting.send_attempts, 0)
+        self.assertEqual(waiting.send_next_attempt_at, self.provider._esign_window()[1])
+        self.assertEqual(self.provider._esign_calls_used(), 1, "no more calls than the window allows")
