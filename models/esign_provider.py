@@ -241,6 +241,10 @@ class EsignProvider(models.Model):
                 missing.append(_("Representative's name"))
         return missing
 
+    def _esign_phone_required(self):
+        """True when this provider's settings make it send a code by SMS to every signer. Extended per code."""
+        return False
+
     def _esign_account_problems(self, user):
         """Problems with the account the provider would act for when ``user`` sends. Extended per code."""
         self.ensure_one()

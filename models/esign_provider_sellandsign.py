@@ -83,6 +83,12 @@ class EsignProviderSellAndSign(models.Model):
                                or sellandsign_api.DEFAULT_SIGNATURE_MODE),
         )
 
+    def _esign_phone_required(self):
+        if self.code != "sellandsign":
+            return super()._esign_phone_required()
+        mode = int(self.sudo().sellandsign_signature_mode or sellandsign_api.DEFAULT_SIGNATURE_MODE)
+        return mode in sellandsign_api.MODES_NEEDING_PHONE
+
     def _esign_missing_settings(self):
         missing = super()._esign_missing_settings()
         if self.code != "sellandsign":

@@ -97,6 +97,11 @@ class EsignProviderYousign(models.Model):
             timezone=provider._yousign_timezone(account),
         )
 
+    def _esign_phone_required(self):
+        if self.code != "yousign":
+            return super()._esign_phone_required()
+        return self.sudo().yousign_authentication_mode == "otp_sms"
+
     def _esign_missing_settings(self):
         missing = super()._esign_missing_settings()
         if self.code != "yousign":

@@ -86,7 +86,8 @@ class EsignRequestOutbox(models.Model):
             last = max([s.get("sequence") or 0 for s in clients] or [0])
             sequence = given[0].get("sequence") if given and given[0].get("sequence") is not None else last + 1
             clients = clients + [dict(company_signer, sequence=sequence)]
-        problems += checks.signer_problems(self.env, clients)
+        problems += checks.signer_problems(self.env, clients,
+                                           phone_required=bool(provider) and provider.sudo()._esign_phone_required())
         return problems
 
     @api.model
@@ -97,6 +98,8 @@ class EsignRequestOutbox(models.Model):
         """
         values = provider.sudo()._esign_company_signer_values(user)
         account = provider.sudo()._esign_acting_account(user)
+        company_user = self.env["res.users"].sudo().browse(account.get("user_id")).exists()
+        values.setdefault("phone", company_user.partner_id.mobile or company_user.partner_id.phone or False)
         first, _sep, last = (values.get("name") or "").partition(" ")
         values.update({
             "first_name": account.get("first_name") or first,

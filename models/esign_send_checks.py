@@ -112,8 +112,12 @@ def document_problems(document, agreement, user):
     return []
 
 
-def signer_problems(env, signers):
-    """Problems of the signer lines (dicts with name, email, role, sequence)."""
+def signer_problems(env, signers, phone_required=False):
+    """Problems of the signer lines (dicts with name, email, phone, role, sequence).
+
+    ``phone_required``: the provider sends every signer a code by SMS, so each needs a phone number in
+    international form (``+`` and the country code).
+    """
     _ = env._
     problems = []
     clients = [s for s in signers if s.get("role") == "client"]
@@ -127,6 +131,16 @@ def signer_problems(env, signers):
         elif not email_normalize(signer["email"]):
             problems.append(SendProblem("ESIGN_BAD_EMAIL", _(
                 "The e-mail address of %(name)s is not valid: %(email)s", name=name, email=signer["email"])))
+        if phone_required:
+            phone = "".join(ch for ch in (signer.get("phone") or "") if ch.isdigit() or ch == "+")
+            if not phone:
+                problems.append(SendProblem("ESIGN_NO_PHONE", _(
+                    "%(name)s has no phone number, and the provider sends the signing code by SMS: add a "
+                    "mobile number to the signer (or to the contact).", name=name)))
+            elif not (phone.startswith("+") and 8 <= len(phone) <= 16):
+                problems.append(SendProblem("ESIGN_BAD_PHONE", _(
+                    "The phone number of %(name)s must be in international form (+ and the country code): %(phone)s",
+                    name=name, phone=signer.get("phone"))))
     companies = [s for s in signers if s.get("role") == "company"]
     if clients and companies and max(s.get("sequence") or 0 for s in clients) \
             >= min(s.get("sequence") or 0 for s in companies):

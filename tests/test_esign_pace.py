@@ -9,6 +9,7 @@ from odoo import fields
 from odoo.tests import tagged
 
 from ..api.base import ProviderError
+from ..models import esign_send_checks as checks
 from ..models.esign_request_outbox import MAX_SEND_ATTEMPTS, error_code
 from .common import EsignCommon
 
@@ -169,3 +170,30 @@ class TestErrorCodes(EsignCommon):
             (ProviderError("timeout", "", outcome_unknown=True), "ESIGN_OUTCOME_UNKNOWN"),
         ]
         self.assertEqual([error_code(error) for error, _code in cases], [code for _error, code in cases])
+
+
+@tagged("post_install", "-at_install")
+class TestPhoneForSmsCodes(EsignCommon):
+
+    def test_sms_codes_need_an_international_phone_for_every_signer(self):
+        yousign = self.env["esign.provider"].create({
+            "name": "Yousign", "code": "yousign", "company_id": self.env["res.company"].create({"name": "Y"}).id})
+        yousign.write({"yousign_authentication_mode": "otp_sms"})
+        self.assertTrue(yousign._esign_phone_required())
+        self.assertFalse(self.provider._esign_phone_required())
+        check = self.env["esign.request"]._esign_send_problems
+        line = {"role": "client", "name": "Anna Kowalska", "email": "anna@client.example.com", "sequence": 1}
+        document = self.agreement._esign_attached_pdf()
+        # the Demo provider: no SMS, no phone needed
+        self.assertEqual(check(self.agreement, self.provider, self.salesman, document, [line]), [])
+
+        def codes(phone, company_phone):  # the same signers through a provider that sends SMS codes
+            company = {"role": "company", "name": "Celina Boss", "email": "ceo@acme.example.com", "sequence": 2,
+                       "phone": company_phone}
+            return [p.code for p in checks.signer_problems(self.env, [dict(line, phone=phone), company],
+                                                           phone_required=True)]
+
+        self.assertEqual(codes(False, "+48600100300"), ["ESIGN_NO_PHONE"])
+        self.assertEqual(codes("600 100 200", "+48600100300"), ["ESIGN_BAD_PHONE"])
+        self.assertEqual(codes("+48 600 100 200", False), ["ESIGN_NO_PHONE"])
+        self.assertEqual(codes("+48 600 100 200", "+48 600 100 300"), [])
