@@ -34,8 +34,12 @@
         "wizards/esign_send_wizard_views.xml",
         "views/esign_menus.xml",
         "views/ir_actions_server_views.xml",
+        "security/esign_campaign_security.xml",
+        "data/ir_cron_campaign_data.xml",
+        "views/esign_campaign_views.xml",
+        "wizards/esign_bulk_send_wizard_views.xml",
     ],
-    "demo": ["demo/esign_demo.xml", "demo/esign_automation_demo.xml"],
+    "demo": ["demo/esign_demo.xml", "demo/esign_campaign_demo.xml", "demo/esign_automation_demo.xml"],
     "installable": True,
     "application": False,
 }

@@ -19,5 +19,7 @@ from . import res_company
 from . import res_config_settings
 from . import res_config_settings_notify
 from . import esign_provider_rate
+from . import esign_campaign
+from . import esign_campaign_row
 from . import ir_http
 from . import ir_actions_server
